@@ -1,0 +1,1 @@
+"""Evaluation metrics: InfoMEC and DCI (DESIGN §6)."""
