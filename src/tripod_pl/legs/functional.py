@@ -1,0 +1,233 @@
+"""The mathematics of every leg as plain functions of tensors (DESIGN §3).
+
+This module is a public contract: each function is independent of Lightning and of the networks, works in
+any dtype on any device, and is tested in float64 against slow NumPy formulas. Symbols follow DESIGN.md:
+``b`` batch size, ``n_z`` number of latents, ``s`` per-latent standard deviations, ``eps`` the perturbation
+scale, ``k`` the number of random draws.
+
+Example:
+    >>> z_c, z = fsq(torch.randn(8, 4), n_q=12)
+    >>> s = z_c.std(0, unbiased=False) + 1e-6
+    >>> loss = klm(z, s)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "fsq",
+    "scalar_quantize",
+    "klm",
+    "silverman_factor",
+    "nhp",
+    "hessian_penalty",
+    "beta_tc",
+    "latent_std",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+ActivationFn = Callable[[Tensor], Sequence[Tensor]]
+
+
+def latent_std(z_c: Tensor, floor: float = 1e-6) -> Tensor:
+    """Per-latent std over the batch, ``s_k = std_i(z_c[i, k]) + floor`` (population std, gradients flow)."""
+    return z_c.std(dim=0, unbiased=False) + floor
+
+
+def fsq(h: Tensor, n_q: int) -> tuple[Tensor, Tensor]:
+    """Finite scalar quantization (Mentzer et al. 2023), Tripod's first leg.
+
+    ``z_c = tanh(h)`` and ``z_q = 2/(n_q-1) * round((n_q-1)/2 * (z_c+1)) - 1``, an n_q-level grid on [-1, 1].
+    Returns ``(z_c, z)`` with ``z = z_c + sg(z_q - z_c)``: the forward value is ``z_q`` and the gradient is
+    the straight-through identity. The rounding runs in float32 (or float64) even under bf16 autocast,
+    because bf16 cannot hold a fine grid.
+    """
+    if n_q < 2:
+        raise ValueError(f"fsq needs n_q >= 2 quantization levels, got {n_q}")
+    dtype = h.dtype if h.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        z_c = torch.tanh(h.to(dtype))
+        half = (n_q - 1) / 2.0
+        z_q = torch.round(half * (z_c + 1.0)) / half - 1.0
+        z = z_c + (z_q - z_c).detach()
+    return z_c, z
+
+
+def scalar_quantize(z_c: Tensor, codebook: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-latent scalar codebook quantization (QLAE, Hsu et al. 2023).
+
+    ``codebook`` is (n_z × n_v): latent j snaps to the nearest of its own n_v values.
+    Returns ``(z_q, z)`` where ``z_q`` is the nearest code (differentiable w.r.t. the codebook) and
+    ``z = z_c + sg(z_q - z_c)`` carries the straight-through gradient to ``z_c``.
+    """
+    if codebook.dim() != 2 or codebook.shape[0] != z_c.shape[-1]:
+        raise ValueError(f"codebook must be (n_z={z_c.shape[-1]}) x n_v, got {tuple(codebook.shape)}")
+    dist = (z_c.unsqueeze(-1) - codebook).abs()  # b × n_z × n_v
+    idx = dist.argmin(dim=-1, keepdim=True)
+    z_q = torch.gather(codebook.expand(z_c.shape[0], -1, -1), -1, idx).squeeze(-1)
+    z = z_c + (z_q - z_c).detach()
+    return z_q, z
+
+
+def silverman_factor(n_z: int, b: int) -> float:
+    """Silverman's rule-of-thumb factor ``c = (4/(n_z+2))^(1/(n_z+4)) * b^(-1/(n_z+4))``."""
+    return (4.0 / (n_z + 2)) ** (1.0 / (n_z + 4)) * b ** (-1.0 / (n_z + 4))
+
+
+def _log_normal(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Elementwise ``log N(x; mean, std^2)``."""
+    return -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * _LOG_2PI
+
+
+def klm(z: Tensor, s: Tensor) -> Tensor:
+    """Kernel estimate of latent multiinformation (KLM), Tripod's second leg.
+
+    With Gaussian kernels over the batch, joint bandwidth ``h_k = s_k * c`` (Silverman factor ``c``) and
+    marginal bandwidth ``s_k``::
+
+        log q(z_i)      = logsumexp_j sum_k log N(z_ik; z_jk, h_k^2) - log b
+        log q_k(z_ik)   = logsumexp_j log N(z_ik; z_jk, s_k^2)        - log b
+        KLM             = mean_i [ log q(z_i) - sum_k log q_k(z_ik) ]
+
+    Args:
+        z: latents, b × n_z (the quantized ones in Tripod).
+        s: per-latent stds, n_z (of the continuous latents, gradients flow through them).
+    Returns:
+        0-dim tensor.
+    """
+    b, n_z = z.shape
+    if s.shape != (n_z,):
+        raise ValueError(f"s must have shape ({n_z},), got {tuple(s.shape)}")
+    h = s * silverman_factor(n_z, b)
+    diff = z.unsqueeze(1) - z.unsqueeze(0)  # b(i) × b(j) × n_z
+    log_b = math.log(b)
+    log_joint = torch.logsumexp(_log_normal(diff, 0.0, h).sum(-1), dim=1) - log_b  # b
+    log_marg = torch.logsumexp(_log_normal(diff, 0.0, s), dim=1) - log_b  # b × n_z
+    return (log_joint - log_marg.sum(-1)).mean()
+
+
+def _second_differences(f: ActivationFn, z: Tensor, u: Tensor) -> list[Tensor]:
+    """``D_u f = f(z+u) + f(z-u) - 2 f(z)`` up to the ``-2 f(z) / eps^2`` shift and scale.
+
+    ``u`` is (D × b × n_z) for D draws. All 2D perturbed copies go through ``f`` in one batched call.
+    The centre term ``f(z)`` is the same for every draw, so it cancels in the variance over draws
+    and is not evaluated. Returns, per activation, a (D × b × units) tensor of ``f(z+u) + f(z-u)``.
+    """
+    d, b, n_z = u.shape
+    batch = torch.cat([z.unsqueeze(0) + u, z.unsqueeze(0) - u], dim=0).reshape(2 * d * b, n_z)
+    outs = []
+    for act in f(batch):
+        act = act.reshape(2, d, b, -1)
+        outs.append(act[0] + act[1])
+    return outs
+
+
+def _check_draws(k: int, eps: float) -> None:
+    if k < 2:
+        raise ValueError(f"the variance over draws needs k >= 2 draws, got k={k}")
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+
+
+def _rademacher(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    r = torch.randint(0, 2, shape, device=like.device, generator=generator)
+    return r.to(like.dtype) * 2 - 1
+
+
+def nhp(
+    f: ActivationFn,
+    z: Tensor,
+    s: Tensor,
+    eps: float = 0.1,
+    k: int = 2,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Normalized Hessian penalty (NHP), Tripod's third leg.
+
+    For each activation tensor ``a`` returned by ``f`` and each sample, with second-order central differences
+    ``D_u a = (a(z+u) - 2 a(z) + a(z-u)) / eps^2``::
+
+        N = Var_draws[D_u a],  u = eps * r * s,  r Rademacher   (off-diagonal Hessian mass)
+        M = Var_draws[D_u a],  u = eps * g * s,  g ~ N(0, I)      (total Hessian mass)
+        NHP = mean_batch sum_activations mean_units(N) / (mean_units(M) + 1e-10)
+
+    In expectation the ratio is the off-diagonal share of the std-rescaled squared Hessian, hence invariant
+    to rescaling any latent (with its std) or any whole activation. The 4k perturbed copies of the batch go
+    through ``f`` in one call.
+
+    Args:
+        f: maps an (m × n_z) batch of latents to a sequence of activations with leading dimension m.
+        z: latents, b × n_z.
+        s: per-latent stds, n_z.
+        eps: perturbation scale; k: number of draws (>= 2).
+    Returns:
+        0-dim tensor.
+    """
+    _check_draws(k, eps)
+    b, n_z = z.shape
+    r = _rademacher((k, b, n_z), z, generator)
+    g = torch.randn((k, b, n_z), device=z.device, dtype=z.dtype, generator=generator)
+    u = eps * torch.cat([r, g], dim=0) * s  # 2k × b × n_z
+    total = z.new_zeros(b)
+    for d2 in _second_differences(f, z, u):
+        d2 = d2.float() if d2.dtype in (torch.float16, torch.bfloat16) else d2
+        d2 = d2 / eps**2
+        num = d2[:k].var(dim=0).mean(-1)  # b
+        den = d2[k:].var(dim=0).mean(-1)
+        total = total + num / (den + 1e-10)
+    return total.mean()
+
+
+def hessian_penalty(
+    f: ActivationFn,
+    z: Tensor,
+    eps: float = 0.1,
+    k: int = 2,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Unnormalized Hessian penalty (Peebles et al. 2020), used by naive Tripod.
+
+    ``mean_batch sum_activations mean_units Var_draws[D_u a]`` with ``u = eps * r``, ``r`` Rademacher,
+    no std rescaling. The variance over draws is unbiased (divides by k-1).
+    """
+    _check_draws(k, eps)
+    b, n_z = z.shape
+    u = eps * _rademacher((k, b, n_z), z, generator)
+    total = z.new_zeros(b)
+    for d2 in _second_differences(f, z, u):
+        d2 = d2.float() if d2.dtype in (torch.float16, torch.bfloat16) else d2
+        total = total + (d2 / eps**2).var(dim=0).mean(-1)
+    return total.mean()
+
+
+def beta_tc(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int) -> dict[str, Tensor]:
+    """beta-TC decomposition of the aggregate KL (Chen et al. 2018), minibatch-weighted sampling.
+
+    With ``log q(z_i|x_j) = sum_k log N(z_ik; mu_jk, sigma_jk^2)`` and dataset size N::
+
+        log q(z_i)     ~ logsumexp_j log q(z_i|x_j)             - log(b N)
+        log q_k(z_ik)  ~ logsumexp_j log N(z_ik; mu_jk, sigma_jk^2) - log(b N)
+        mi   = mean_i [ log q(z_i|x_i) - log q(z_i) ]
+        tc   = mean_i [ log q(z_i) - sum_k log q_k(z_ik) ]
+        dwkl = mean_i [ sum_k log q_k(z_ik) - log p(z_i) ],   p = N(0, I)
+
+    Returns a dict with keys ``mi``, ``tc``, ``dwkl``: batch means in nats (not divided by pixel count).
+    """
+    b, _ = z.shape
+    log_b_n = math.log(b * dataset_size)
+    log_pair = _log_normal(z.unsqueeze(1), mu.unsqueeze(0), sigma.unsqueeze(0))  # b(i) × b(j) × n_z
+    log_q_z_given_x = _log_normal(z, mu, sigma).sum(-1)
+    log_q_z = torch.logsumexp(log_pair.sum(-1), dim=1) - log_b_n
+    log_q_marg = (torch.logsumexp(log_pair, dim=1) - log_b_n).sum(-1)
+    log_p_z = (-0.5 * z**2 - 0.5 * _LOG_2PI).sum(-1)
+    return {
+        "mi": (log_q_z_given_x - log_q_z).mean(),
+        "tc": (log_q_z - log_q_marg).mean(),
+        "dwkl": (log_q_marg - log_p_z).mean(),
+    }

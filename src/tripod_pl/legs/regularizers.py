@@ -1,0 +1,137 @@
+"""Regularizer legs (DESIGN §3): KLM and NHP (Tripod), the Hessian penalty (naive Tripod), beta-TC."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from tripod_pl.legs import functional as LF
+from tripod_pl.legs.base import Regularizer, StepContext
+from tripod_pl.legs.registry import register_leg
+
+__all__ = ["KLM", "NHP", "BetaTC", "HessianPenalty"]
+
+DEFAULT_ACTIVATIONS = ("cond", "block0", "block1", "block2")
+
+
+@register_leg("klm")
+class KLM(Regularizer):
+    """Kernel latent multiinformation, Tripod's second leg (see :func:`functional.klm`), on the decoder's
+    latents ``z`` with bandwidths from the std ``s`` of the continuous latents.
+
+    Args:
+        weight: lambda_KLM.
+        fixed_std: if set, every ``s_k`` is this constant instead of the batch std ("fixed bandwidths" of
+            naive Tripod).
+    """
+
+    def __init__(self, weight: float = 1e-4, fixed_std: float | None = None) -> None:
+        super().__init__()
+        self.weight, self.fixed_std = weight, fixed_std
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"klm": self.weight}
+
+    def forward(self, ctx: StepContext) -> dict[str, Tensor]:
+        lat = ctx.latents
+        if self.fixed_std is None:
+            s = LF.latent_std(lat.z_c)
+        else:
+            s = torch.full((lat.z.shape[1],), self.fixed_std, device=lat.z.device, dtype=lat.z.dtype)
+        return {"klm": LF.klm(lat.z, s)}
+
+
+class _DecoderPenalty(Regularizer):
+    def __init__(self, weight: float, activations: Sequence[str], eps: float, k: int) -> None:
+        super().__init__()
+        if k < 2:
+            raise ValueError(f"k must be >= 2 draws, got {k}")
+        self.weight, self.activations, self.eps, self.k = weight, list(activations), eps, k
+
+
+@register_leg("nhp")
+class NHP(_DecoderPenalty):
+    """Normalized Hessian penalty of the decoder, Tripod's third leg (see :func:`functional.nhp`), at the
+    decoder's latents with the batch std of the continuous latents. Runs the decoder only as far as the
+    deepest of ``activations``, all ``4k`` perturbed copies in one batch.
+
+    Args:
+        weight: lambda_NHP.
+        activations: decoder activations regularized (of ``cond``, ``block0``, ...).
+        eps: perturbation scale; k: number of draws.
+    """
+
+    def __init__(
+        self,
+        weight: float = 1e-2,
+        activations: Sequence[str] = DEFAULT_ACTIVATIONS,
+        eps: float = 0.1,
+        k: int = 2,
+    ) -> None:
+        super().__init__(weight, activations, eps, k)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"nhp": self.weight}
+
+    def forward(self, ctx: StepContext) -> dict[str, Tensor]:
+        lat = ctx.latents
+        s = LF.latent_std(lat.z_c)
+        return {"nhp": LF.nhp(ctx.activations(self.activations), lat.z, s, eps=self.eps, k=self.k)}
+
+
+@register_leg("hessian_penalty")
+class HessianPenalty(_DecoderPenalty):
+    """Unnormalized Hessian penalty (Peebles et al. 2020), see :func:`functional.hessian_penalty`. Used by
+    naive Tripod together with the decoder's activation normalization (``activation_norm: true``)."""
+
+    def __init__(
+        self,
+        weight: float = 1e-2,
+        activations: Sequence[str] = DEFAULT_ACTIVATIONS,
+        eps: float = 0.1,
+        k: int = 2,
+    ) -> None:
+        super().__init__(weight, activations, eps, k)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"hessian_penalty": self.weight}
+
+    def forward(self, ctx: StepContext) -> dict[str, Tensor]:
+        f = ctx.activations(self.activations)
+        return {"hessian_penalty": LF.hessian_penalty(f, ctx.latents.z, eps=self.eps, k=self.k)}
+
+
+@register_leg("beta_tc")
+class BetaTC(Regularizer):
+    """beta-TCVAE's decomposed KL (Chen et al. 2018), see :func:`functional.beta_tc`; needs the Gaussian
+    bottleneck. Terms ``mi``, ``tc``, ``dwkl`` are divided by the number of pixels to match the per-pixel
+    reconstruction loss, weighted by ``alpha``, ``beta``, ``gamma``.
+    """
+
+    def __init__(self, beta: float = 1.0, alpha: float = 1.0, gamma: float = 1.0) -> None:
+        super().__init__()
+        self.beta, self.alpha, self.gamma = beta, alpha, gamma
+        self.dataset_size: int | None = None
+
+    def build(self, n_z: int, dataset_size: int | None = None) -> None:
+        if dataset_size is None or dataset_size < 1:
+            raise ValueError("BetaTC needs the dataset size N for minibatch-weighted sampling")
+        self.dataset_size = dataset_size
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"mi": self.alpha, "tc": self.beta, "dwkl": self.gamma}
+
+    def forward(self, ctx: StepContext) -> dict[str, Tensor]:
+        lat = ctx.latents
+        if lat.mu is None or lat.sigma is None:
+            raise RuntimeError("BetaTC needs a Gaussian bottleneck (latents with mu and sigma)")
+        if self.dataset_size is None:
+            raise RuntimeError("BetaTC.build(n_z, dataset_size) must be called before use")
+        terms = LF.beta_tc(lat.z, lat.mu, lat.sigma, self.dataset_size)
+        return {name: value / ctx.num_pixels for name, value in terms.items()}

@@ -1,0 +1,88 @@
+"""Building blocks of the residual encoder and the conditioned residual decoder (DESIGN §2)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def channel_norm(channels: int, affine: bool) -> nn.GroupNorm:
+    """Per-channel GroupNorm (one group per channel)."""
+    return nn.GroupNorm(channels, channels, affine=affine)
+
+
+class ResidualBlock(nn.Module):
+    """``x + body(x)`` with ``body = (3x3 conv -> GroupNorm(affine) -> GELU) x 2``; a 1x1 conv skip when the
+    number of channels changes."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm1 = channel_norm(out_channels, affine=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.norm2 = channel_norm(out_channels, affine=True)
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.gelu(self.norm1(self.conv1(x)))
+        y = F.gelu(self.norm2(self.conv2(y)))
+        return self.skip(x) + y
+
+
+class ConditionedResidualBlock(nn.Module):
+    """Residual block whose non-affine GroupNorms are modulated by the conditioning vector:
+    ``GELU(norm(conv(x)) * (1 + scale) + shift)`` twice, with ``(scale, shift) = Linear(cond)``, plus skip."""
+
+    def __init__(self, channels: int, cond_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = channel_norm(channels, affine=False)
+        self.film1 = nn.Linear(cond_dim, 2 * channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = channel_norm(channels, affine=False)
+        self.film2 = nn.Linear(cond_dim, 2 * channels)
+
+    @staticmethod
+    def _modulate(x: Tensor, film: Tensor) -> Tensor:
+        scale, shift = film[:, :, None, None].chunk(2, dim=1)
+        return x * (1 + scale) + shift
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        y = F.gelu(self._modulate(self.norm1(self.conv1(x)), self.film1(cond)))
+        y = F.gelu(self._modulate(self.norm2(self.conv2(y)), self.film2(cond)))
+        return x + y
+
+
+class SpaceToDepth(nn.Module):
+    """2x space-to-depth: (B, C, H, W) -> (B, 4C, H/2, W/2)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_unshuffle(x, 2)
+
+
+class Upsample(nn.Module):
+    """Nearest 2x upsample followed by a 3x3 conv to ``out_channels``, optionally a non-affine GroupNorm
+    ("activation normalization", used by the naive Hessian penalty)."""
+
+    def __init__(self, in_channels: int, out_channels: int, normalize: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm = channel_norm(out_channels, affine=False) if normalize else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
+
+
+def mlp_layer(in_features: int, out_features: int) -> nn.Sequential:
+    """Linear -> LayerNorm -> GELU."""
+    return nn.Sequential(nn.Linear(in_features, out_features), nn.LayerNorm(out_features), nn.GELU())
+
+
+__all__ = [
+    "ConditionedResidualBlock",
+    "ResidualBlock",
+    "SpaceToDepth",
+    "Upsample",
+    "channel_norm",
+    "mlp_layer",
+]
