@@ -10,7 +10,15 @@ import torch
 
 from tripod_pl.legs import functional as LF
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """The maths is checked in float64; restore the default dtype for other test modules."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _np_log_normal(x, mean, std):
