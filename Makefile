@@ -1,0 +1,56 @@
+# tripod_pl — two commands on a fresh machine: `make train` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU-only torch wheel installs much faster than the CUDA build; use the local one when this machine has it.
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
+TORCH ?= $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch)
+CONFIG ?= configs/quickstart.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help venv train test test-slow lint format bench configs clean
+
+help:
+	@echo "make train      create $(VENV), install tripod_pl and train $(CONFIG)"
+	@echo "make test       create $(VENV), install tripod_pl[dev] and run the test suite (fast tests)"
+	@echo "make test-slow  run the slow tests too"
+	@echo "make lint       ruff check + format check"
+	@echo "make bench      run the benchmarks (JSON results in benchmarks/results/)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+train: venv
+	$(VENV)/bin/tripod-train fit --config $(CONFIG)
+
+# pytest exits 5 when it collects nothing: report it, but do not fail on it; any other failure fails.
+test: venv
+	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+test-slow: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests scripts benchmarks
+	$(VENV)/bin/ruff format --check src tests scripts benchmarks
+
+format: venv
+	$(VENV)/bin/ruff format src tests scripts benchmarks
+	$(VENV)/bin/ruff check --fix src tests scripts benchmarks
+
+configs: venv
+	$(PY) scripts/make_configs.py
+
+bench: venv
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs lightning_logs .pytest_cache
