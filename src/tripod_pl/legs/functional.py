@@ -123,6 +123,8 @@ def _second_differences(f: ActivationFn, z: Tensor, u: Tensor) -> list[Tensor]:
     batch = torch.cat([z.unsqueeze(0) + u, z.unsqueeze(0) - u], dim=0).reshape(2 * d * b, n_z)
     outs = []
     for act in f(batch):
+        if act.dtype in (torch.float16, torch.bfloat16):  # differences of nearby values need float32
+            act = act.float()
         act = act.reshape(2, d, b, -1)
         outs.append(act[0] + act[1])
     return outs
@@ -176,7 +178,6 @@ def nhp(
     u = eps * torch.cat([r, g], dim=0) * s  # 2k × b × n_z
     total = z.new_zeros(b)
     for d2 in _second_differences(f, z, u):
-        d2 = d2.float() if d2.dtype in (torch.float16, torch.bfloat16) else d2
         d2 = d2 / eps**2
         num = d2[:k].var(dim=0).mean(-1)  # b
         den = d2[k:].var(dim=0).mean(-1)
@@ -201,7 +202,6 @@ def hessian_penalty(
     u = eps * _rademacher((k, b, n_z), z, generator)
     total = z.new_zeros(b)
     for d2 in _second_differences(f, z, u):
-        d2 = d2.float() if d2.dtype in (torch.float16, torch.bfloat16) else d2
         total = total + (d2 / eps**2).var(dim=0).mean(-1)
     return total.mean()
 
