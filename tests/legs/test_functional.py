@@ -11,7 +11,6 @@ import torch
 from tripod_pl.legs import functional as LF
 
 
-
 @pytest.fixture(autouse=True)
 def float64():
     """The maths is checked in float64; restore the default dtype for other test modules."""

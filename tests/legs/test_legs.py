@@ -63,8 +63,16 @@ def test_a_registered_name_cannot_be_taken_by_another_class():
 
 @pytest.mark.parametrize(
     "leg",
-    [FSQ(n_q=7), ScalarCodebook(n_v=5, init_range=0.3), KLM(weight=0.5, fixed_std=0.2), NHP(activations=["cond"], k=3),
-     BetaTC(beta=4.0), GaussianBottleneck(), IdentityBottleneck(), HessianPenalty(eps=0.2)],
+    [
+        FSQ(n_q=7),
+        ScalarCodebook(n_v=5, init_range=0.3),
+        KLM(weight=0.5, fixed_std=0.2),
+        NHP(activations=["cond"], k=3),
+        BetaTC(beta=4.0),
+        GaussianBottleneck(),
+        IdentityBottleneck(),
+        HessianPenalty(eps=0.2),
+    ],
 )
 def test_spec_rebuilds_an_equal_leg(leg):
     spec = leg.spec()

@@ -85,7 +85,7 @@ def _log_normal(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * _LOG_2PI
 
 
-def klm(z: Tensor, s: Tensor) -> Tensor:
+def klm(z: Tensor, s: Tensor, rows: slice | None = None) -> Tensor:
     """Kernel estimate of latent multiinformation (KLM), Tripod's second leg.
 
     With Gaussian kernels over the batch, joint bandwidth ``h_k = s_k * c`` (Silverman factor ``c``) and
@@ -98,6 +98,8 @@ def klm(z: Tensor, s: Tensor) -> Tensor:
     Args:
         z: latents, b × n_z (the quantized ones in Tripod).
         s: per-latent stds, n_z (of the continuous latents, gradients flow through them).
+        rows: the samples ``i`` averaged over (default all); every sample ``j`` is a kernel centre. Used
+            under DDP, where ``z`` is the gathered global batch and each rank averages its own rows.
     Returns:
         0-dim tensor.
     """
@@ -105,7 +107,8 @@ def klm(z: Tensor, s: Tensor) -> Tensor:
     if s.shape != (n_z,):
         raise ValueError(f"s must have shape ({n_z},), got {tuple(s.shape)}")
     h = s * silverman_factor(n_z, b)
-    diff = z.unsqueeze(1) - z.unsqueeze(0)  # b(i) × b(j) × n_z
+    queries = z if rows is None else z[rows]
+    diff = queries.unsqueeze(1) - z.unsqueeze(0)  # b(i) × b(j) × n_z
     log_b = math.log(b)
     log_joint = torch.logsumexp(_log_normal(diff, 0.0, h).sum(-1), dim=1) - log_b  # b
     log_marg = torch.logsumexp(_log_normal(diff, 0.0, s), dim=1) - log_b  # b × n_z
@@ -206,7 +209,7 @@ def hessian_penalty(
     return total.mean()
 
 
-def beta_tc(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int) -> dict[str, Tensor]:
+def beta_tc(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int, rows: slice | None = None) -> dict[str, Tensor]:
     """beta-TC decomposition of the aggregate KL (Chen et al. 2018), minibatch-weighted sampling.
 
     With ``log q(z_i|x_j) = sum_k log N(z_ik; mu_jk, sigma_jk^2)`` and dataset size N::
@@ -218,11 +221,16 @@ def beta_tc(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int) -> dict[str
         dwkl = mean_i [ sum_k log q_k(z_ik) - log p(z_i) ],   p = N(0, I)
 
     Returns a dict with keys ``mi``, ``tc``, ``dwkl``: batch means in nats (not divided by pixel count).
+    ``rows`` selects the samples ``i`` averaged over (default all), as in :func:`klm`.
     """
     b, _ = z.shape
     log_b_n = math.log(b * dataset_size)
+    if rows is not None:
+        z, mu_i, sigma_i = z[rows], mu[rows], sigma[rows]
+    else:
+        mu_i, sigma_i = mu, sigma
     log_pair = _log_normal(z.unsqueeze(1), mu.unsqueeze(0), sigma.unsqueeze(0))  # b(i) × b(j) × n_z
-    log_q_z_given_x = _log_normal(z, mu, sigma).sum(-1)
+    log_q_z_given_x = _log_normal(z, mu_i, sigma_i).sum(-1)
     log_q_z = torch.logsumexp(log_pair.sum(-1), dim=1) - log_b_n
     log_q_marg = (torch.logsumexp(log_pair, dim=1) - log_b_n).sum(-1)
     log_p_z = (-0.5 * z**2 - 0.5 * _LOG_2PI).sum(-1)

@@ -33,9 +33,7 @@ def register_leg(name: str) -> Callable[[L], L]:
             raise TypeError(f"only Leg subclasses can be registered, got {cls!r}")
         previous = _LEGS.get(name)
         if previous is not None and previous is not cls:
-            raise ValueError(
-                f"leg name {name!r} is already taken by {previous.__module__}.{previous.__qualname__}"
-            )
+            raise ValueError(f"leg name {name!r} is already taken by {previous.__module__}.{previous.__qualname__}")
         _LEGS[name] = cls
         cls.leg_name = name
         return cls

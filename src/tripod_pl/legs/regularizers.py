@@ -9,6 +9,7 @@ from torch import Tensor
 
 from tripod_pl.legs import functional as LF
 from tripod_pl.legs.base import Regularizer, StepContext
+from tripod_pl.legs.distributed import BatchStats, gather_batch, rank_slice
 from tripod_pl.legs.registry import register_leg
 
 __all__ = ["KLM", "NHP", "BetaTC", "HessianPenalty"]
@@ -25,11 +26,15 @@ class KLM(Regularizer):
         weight: lambda_KLM.
         fixed_std: if set, every ``s_k`` is this constant instead of the batch std ("fixed bandwidths" of
             naive Tripod).
+        batch_stats: under DDP, ``"global"`` estimates over the batch gathered from all ranks (N GPUs x b/N
+            matches 1 GPU x b), ``"local"`` over each rank's own samples.
     """
 
-    def __init__(self, weight: float = 1e-4, fixed_std: float | None = None) -> None:
+    def __init__(
+        self, weight: float = 1e-4, fixed_std: float | None = None, batch_stats: BatchStats = "global"
+    ) -> None:
         super().__init__()
-        self.weight, self.fixed_std = weight, fixed_std
+        self.weight, self.fixed_std, self.batch_stats = weight, fixed_std, batch_stats
 
     @property
     def weights(self) -> dict[str, float]:
@@ -37,11 +42,12 @@ class KLM(Regularizer):
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         lat = ctx.latents
+        z = gather_batch(lat.z, self.batch_stats)
         if self.fixed_std is None:
-            s = LF.latent_std(lat.z_c)
+            s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats))
         else:
-            s = torch.full((lat.z.shape[1],), self.fixed_std, device=lat.z.device, dtype=lat.z.dtype)
-        return {"klm": LF.klm(lat.z, s)}
+            s = torch.full((z.shape[1],), self.fixed_std, device=z.device, dtype=z.dtype)
+        return {"klm": LF.klm(z, s, rows=rank_slice(z, lat.z.shape[0], self.batch_stats))}
 
 
 class _DecoderPenalty(Regularizer):
@@ -62,6 +68,7 @@ class NHP(_DecoderPenalty):
         weight: lambda_NHP.
         activations: decoder activations regularized (of ``cond``, ``block0``, ...).
         eps: perturbation scale; k: number of draws.
+        batch_stats: under DDP, whether the stds ``s`` come from the gathered global batch or the rank's own.
     """
 
     def __init__(
@@ -70,8 +77,10 @@ class NHP(_DecoderPenalty):
         activations: Sequence[str] = DEFAULT_ACTIVATIONS,
         eps: float = 0.1,
         k: int = 2,
+        batch_stats: BatchStats = "global",
     ) -> None:
         super().__init__(weight, activations, eps, k)
+        self.batch_stats = batch_stats
 
     @property
     def weights(self) -> dict[str, float]:
@@ -79,7 +88,7 @@ class NHP(_DecoderPenalty):
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         lat = ctx.latents
-        s = LF.latent_std(lat.z_c)
+        s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats))
         return {"nhp": LF.nhp(ctx.activations(self.activations), lat.z, s, eps=self.eps, k=self.k)}
 
 
@@ -110,12 +119,15 @@ class HessianPenalty(_DecoderPenalty):
 class BetaTC(Regularizer):
     """beta-TCVAE's decomposed KL (Chen et al. 2018), see :func:`functional.beta_tc`; needs the Gaussian
     bottleneck. Terms ``mi``, ``tc``, ``dwkl`` are divided by the number of pixels to match the per-pixel
-    reconstruction loss, weighted by ``alpha``, ``beta``, ``gamma``.
+    reconstruction loss, weighted by ``alpha``, ``beta``, ``gamma``. ``batch_stats`` as for :class:`KLM`: the
+    minibatch-weighted sums run over the gathered global batch (``"global"``) or each rank's own.
     """
 
-    def __init__(self, beta: float = 1.0, alpha: float = 1.0, gamma: float = 1.0) -> None:
+    def __init__(
+        self, beta: float = 1.0, alpha: float = 1.0, gamma: float = 1.0, batch_stats: BatchStats = "global"
+    ) -> None:
         super().__init__()
-        self.beta, self.alpha, self.gamma = beta, alpha, gamma
+        self.beta, self.alpha, self.gamma, self.batch_stats = beta, alpha, gamma, batch_stats
         self.dataset_size: int | None = None
 
     def build(self, n_z: int, dataset_size: int | None = None) -> None:
@@ -133,5 +145,7 @@ class BetaTC(Regularizer):
             raise RuntimeError("BetaTC needs a Gaussian bottleneck (latents with mu and sigma)")
         if self.dataset_size is None:
             raise RuntimeError("BetaTC.build(n_z, dataset_size) must be called before use")
-        terms = LF.beta_tc(lat.z, lat.mu, lat.sigma, self.dataset_size)
+        z, mu, sigma = (gather_batch(t, self.batch_stats) for t in (lat.z, lat.mu, lat.sigma))
+        rows = rank_slice(z, lat.z.shape[0], self.batch_stats)
+        terms = LF.beta_tc(z, mu, sigma, self.dataset_size, rows=rows)
         return {name: value / ctx.num_pixels for name, value in terms.items()}
