@@ -1,0 +1,247 @@
+"""Periodic evaluation during training: InfoMEC, DCI and PSNR of the fixed evaluation subset, with figures.
+
+Every ``every_n_steps`` optimizer steps, and once more at the end of training, :class:`EvaluationCallback`
+runs :func:`tripod_pl.evaluation.evaluate_model` on the datamodule's ``eval_subset()`` (DESIGN §6) on the
+model's device and logs
+
+- scalars ``eval/infom, eval/infoc, eval/infoe, eval/d, eval/c, eval/i, eval/num_active, eval/psnr,
+  eval/seconds`` to every logger (step = ``trainer.global_step``) and into ``trainer.callback_metrics``,
+  where checkpoint callbacks (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`, ``ModelCheckpoint(monitor=
+  "eval/infom")``) read them; ``callback_metrics["eval/step"]`` says which step they belong to;
+- with a TensorBoard logger: figures ``eval/nmi`` (heatmap, inactive latents hatched), ``eval/traversals``,
+  ``eval/latent_histograms``, the image ``eval/reconstructions`` (originals above reconstructions) and a
+  histogram ``eval/latents/z<j>`` per latent.
+
+Distributed runs: the subset is the same on every rank, so only global rank 0 encodes it (no sharded sampler,
+hence no padded duplicates) and computes the metrics; the other ranks wait in one broadcast that carries the
+scalars -- or rank 0's error, so that a failed evaluation stops every rank instead of leaving them waiting.
+Every rank decides to evaluate from ``global_step`` alone, so all of them reach the broadcast. Sharded
+strategies (FSDP, DeepSpeed) are refused: rank 0 cannot run the model alone there.
+
+Example::
+
+    trainer = L.Trainer(callbacks=[EvaluationCallback(every_n_steps=10_000)], val_check_interval=10_000)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from tripod_pl.callbacks import figures
+from tripod_pl.data.transforms import to_float_images
+from tripod_pl.evaluation import Evaluation, encode_and_reconstruct, eval_mode, evaluate_model
+
+__all__ = ["EVAL_STEP_KEY", "EvaluationCallback"]
+
+#: ``trainer.callback_metrics`` key holding the global step of the latest evaluation's metrics
+EVAL_STEP_KEY = "eval/step"
+
+_SHARDED_STRATEGIES = {"FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAFSDPStrategy"}
+
+
+@contextlib.contextmanager
+def _isolated_rng(device: torch.device) -> Iterator[None]:
+    """Random draws of the metrics (forests, splits) leave the training run's random streams untouched."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if (device.type == "cuda") else []
+    )
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+class EvaluationCallback(Callback):
+    """Evaluates disentanglement (InfoMEC, DCI) and reconstruction every ``every_n_steps`` training steps.
+
+    Args:
+        every_n_steps: evaluate after every multiple of this many optimizer steps.
+        dci: also compute D, C, I (random forests; the slowest part).
+        figures: log figures, images and histograms (TensorBoard loggers only).
+        batch_size: images per encoder/decoder call.
+        num_traversal_samples: samples whose latents are traversed in ``eval/traversals``.
+        traversal_steps: values per traversed latent, evenly spaced from its minimum to its maximum over the
+            evaluation subset.
+        backend: metrics backend passed to ``infomec``/``dci``.
+        evaluate_at_end: also evaluate the final weights when training stops between two multiples.
+        num_reconstructions: originals shown with their reconstructions in ``eval/reconstructions``.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 10_000,
+        dci: bool = True,
+        figures: bool = True,
+        batch_size: int = 500,
+        num_traversal_samples: int = 4,
+        traversal_steps: int = 9,
+        backend: str = "torch",
+        evaluate_at_end: bool = True,
+        num_reconstructions: int = 8,
+    ) -> None:
+        super().__init__()
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be positive, got {every_n_steps}")
+        if traversal_steps < 2:
+            raise ValueError(f"traversal_steps must be at least 2, got {traversal_steps}")
+        self.every_n_steps = every_n_steps
+        self.dci = dci
+        self.figures = figures
+        self.batch_size = batch_size
+        self.num_traversal_samples = num_traversal_samples
+        self.traversal_steps = traversal_steps
+        self.backend = backend
+        self.evaluate_at_end = evaluate_at_end
+        self.num_reconstructions = num_reconstructions
+        #: global step of the latest evaluation (saved in checkpoints, so a resumed run does not repeat it)
+        self.last_step: int | None = None
+        #: global steps evaluated by this instance in this process (for inspection and tests)
+        self.evaluated_steps: list[int] = []
+        #: the latest full result (global rank 0 only)
+        self.last_evaluation: Evaluation | None = None
+        self._subset: tuple[Tensor, Tensor] | None = None
+
+    # ---- Lightning hooks -----------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        strategy = type(trainer.strategy).__name__
+        if strategy in _SHARDED_STRATEGIES:
+            raise ValueError(f"EvaluationCallback needs the whole model on global rank 0; {strategy} shards it")
+        datamodule = getattr(trainer, "datamodule", None)
+        if not callable(getattr(datamodule, "eval_subset", None)):
+            raise TypeError(
+                "EvaluationCallback needs a datamodule with eval_subset() -> (uint8 images, sources), "
+                f"got {type(datamodule).__name__}"
+            )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step > 0 and step % self.every_n_steps == 0 and step != self.last_step and not self._skip(trainer):
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if self.evaluate_at_end and step > 0 and step != self.last_step and not self._skip(trainer):
+            self.evaluate(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self.last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_step = state_dict.get("last_step")
+
+    @staticmethod
+    def _skip(trainer: L.Trainer) -> bool:
+        return bool(trainer.sanity_checking or trainer.fast_dev_run)
+
+    # ---- evaluation ----------------------------------------------------------------------------------
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Evaluates now on rank 0, shares the scalars with every rank and logs them; returns the scalars.
+
+        Every rank must call this at the same point (it holds a broadcast).
+        """
+        step = trainer.global_step
+        self.last_step = step
+        self.evaluated_steps.append(step)
+        payload: dict[str, Any] = {}
+        error: BaseException | None = None
+        if trainer.is_global_zero:
+            try:
+                payload["scalars"] = self._evaluate_on_rank_zero(trainer, pl_module, step)
+            except Exception as err:  # shared with the other ranks below, then re-raised
+                error = err
+                payload["error"] = f"{type(err).__name__}: {err}"
+        payload = trainer.strategy.broadcast(payload, src=0)
+        if "error" in payload:
+            if error is not None:
+                raise error
+            raise RuntimeError(f"evaluation at step {step} failed on global rank 0: {payload['error']}")
+        scalars: dict[str, float] = payload["scalars"]
+        logged = {f"eval/{name}": value for name, value in scalars.items()}
+        trainer.callback_metrics.update({k: torch.tensor(float(v)) for k, v in logged.items()})
+        trainer.callback_metrics[EVAL_STEP_KEY] = torch.tensor(float(step))
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(logged, step=step)
+            summary = ", ".join(f"{k} {scalars[k]:.3f}" for k in ("infom", "infoc", "infoe", "psnr") if k in scalars)
+            rank_zero_info(f"evaluation at step {step}: {summary}")
+        return scalars
+
+    def eval_subset(self, trainer: L.Trainer) -> tuple[Tensor, Tensor]:
+        """The datamodule's fixed evaluation subset, read once and kept (on the host)."""
+        if self._subset is None:
+            images, sources = trainer.datamodule.eval_subset()
+            self._subset = (torch.as_tensor(images), torch.as_tensor(sources))
+        return self._subset
+
+    def _evaluate_on_rank_zero(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> dict[str, float]:
+        images, sources = self.eval_subset(trainer)
+        with _isolated_rng(pl_module.device):
+            result = evaluate_model(
+                pl_module, images, sources, dci=self.dci, backend=self.backend, batch_size=self.batch_size
+            )
+        self.last_evaluation = result
+        scalars = {**result.scalars, "seconds": result.seconds}
+        tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if self.figures and tensorboard is not None:
+            names = [
+                str(n)
+                for n in getattr(trainer.datamodule, "source_names", None)
+                or [f"s{i}" for i in range(result.nmi.shape[0])]
+            ]
+            self._log_figures(tensorboard.experiment, pl_module, result, images, names, step)
+        return scalars
+
+    def _log_figures(
+        self, writer: Any, model: L.LightningModule, result: Evaluation, images: Tensor, names: list[str], step: int
+    ) -> None:
+        writer.add_figure("eval/nmi", figures.nmi_heatmap(result.nmi, result.active, names), step)
+
+        n = min(self.num_reconstructions, images.shape[0])
+        if n > 0:
+            originals = images[:n]
+            _, _, recons = encode_and_reconstruct(model, originals, self.batch_size, keep=n)
+            grid = figures.reconstruction_grid(to_float_images(originals), recons.cpu())
+            writer.add_image("eval/reconstructions", grid, step, dataformats="CHW")
+
+        latents = result.latents
+        dims = [int(j) for j in np.flatnonzero(result.active)] or list(range(latents.shape[1]))
+        s = min(self.num_traversal_samples, latents.shape[0])
+        if s > 0:
+            lo, hi = latents[:, dims].min(0).values, latents[:, dims].max(0).values
+            steps = torch.linspace(0, 1, self.traversal_steps, device=latents.device)
+            values = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
+            z = figures.traversal_latents(latents[:s], values, dims)
+            with eval_mode(model):
+                flat = z.reshape(-1, z.shape[-1])
+                decoded = torch.cat(
+                    [
+                        model.decode(flat[i : i + self.batch_size]).float()
+                        for i in range(0, flat.shape[0], self.batch_size)
+                    ]
+                )
+            decoded = decoded.reshape(*z.shape[:3], *decoded.shape[1:])
+            labels = figures.latent_labels(result.nmi, result.active, names)
+            writer.add_figure("eval/traversals", figures.traversal_grid(decoded, [labels[j] for j in dims]), step)
+
+        writer.add_figure("eval/latent_histograms", figures.latent_histograms(latents, result.active), step)
+        host = latents.cpu()
+        for j in range(host.shape[1]):
+            writer.add_histogram(f"eval/latents/z{j}", host[:, j], step)

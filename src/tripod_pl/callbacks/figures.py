@@ -1,0 +1,174 @@
+"""Figures of an evaluation (DESIGN §6): NMI heatmap, reconstructions, latent traversals, latent histograms.
+
+Pure functions of arrays and tensors, no Lightning: each returns a :class:`matplotlib.figure.Figure` built
+without ``pyplot`` (no global figure registry, no GUI backend, safe in a training process) or an image tensor
+for ``SummaryWriter.add_image``. :class:`~tripod_pl.callbacks.EvaluationCallback` logs them to TensorBoard.
+
+Example:
+    >>> fig = nmi_heatmap(result.nmi, result.active, ["shape", "scale"])
+    >>> writer.add_figure("eval/nmi", fig, global_step=step)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from torch import Tensor
+
+__all__ = [
+    "latent_histograms",
+    "latent_labels",
+    "nmi_heatmap",
+    "reconstruction_grid",
+    "traversal_grid",
+    "traversal_latents",
+]
+
+_INACTIVE = "0.55"  # grey of everything that marks an inactive latent
+
+
+def _numpy(x: Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+
+
+def latent_labels(nmi: np.ndarray, active: np.ndarray, source_names: Sequence[str]) -> list[str]:
+    """``"z3: shape"`` per latent: the source it shares the most NMI with, ``"z3: inactive"`` when inactive."""
+    nmi, active = np.asarray(nmi), np.asarray(active, dtype=bool)
+    labels = []
+    for j in range(nmi.shape[1]):
+        if not active[j]:
+            labels.append(f"z{j}: inactive")
+        else:
+            labels.append(f"z{j}: {source_names[int(np.argmax(nmi[:, j]))]}")
+    return labels
+
+
+def nmi_heatmap(nmi: np.ndarray | Tensor, active: np.ndarray | Tensor, source_names: Sequence[str]) -> Figure:
+    """Heatmap of the NMI matrix (sources x latents, 0..1), values written in, inactive latents hatched grey."""
+    nmi, active = _numpy(nmi), _numpy(active).astype(bool)
+    k, n_z = nmi.shape
+    if len(source_names) != k:
+        raise ValueError(f"{len(source_names)} source names for an NMI matrix with {k} rows")
+    fig = Figure(figsize=(1.2 + 0.55 * n_z + 0.08 * max(map(len, source_names), default=0), 0.9 + 0.45 * k))
+    ax = fig.add_subplot()
+    im = ax.imshow(nmi, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    if n_z * k <= 600:
+        for i in range(k):
+            for j in range(n_z):
+                ax.text(
+                    j,
+                    i,
+                    f"{nmi[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if nmi[i, j] > 0.6 else "white",
+                )
+    for j in np.flatnonzero(~active):
+        ax.add_patch(
+            Rectangle((j - 0.5, -0.5), 1, k, facecolor=(1, 1, 1, 0.55), edgecolor=_INACTIVE, hatch="//", linewidth=0)
+        )
+    ax.set_xticks(range(n_z), [f"z{j}" for j in range(n_z)], fontsize=8)
+    for j, tick in enumerate(ax.get_xticklabels()):
+        if not active[j]:
+            tick.set_color(_INACTIVE)
+    ax.set_yticks(range(k), list(source_names), fontsize=8)
+    ax.set_xlabel(f"latents ({int(active.sum())} of {n_z} active; hatched: inactive)")
+    ax.set_title("NMI(source; latent)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_grid(originals: Tensor, reconstructions: Tensor, ncols: int = 8, pad: int = 2) -> Tensor:
+    """One image (3 x H' x W', floats in [0, 1]) with originals in a row and their reconstructions beneath.
+
+    ``originals`` and ``reconstructions`` are N x 3 x H x W in [-1, 1]; more than ``ncols`` images wrap
+    into further row pairs.
+    """
+    if originals.shape != reconstructions.shape:
+        raise ValueError(f"shapes differ: {tuple(originals.shape)} vs {tuple(reconstructions.shape)}")
+    n, c, h, w = originals.shape
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    grid = torch.ones(c, 2 * nrows * (h + pad) + pad, ncols * (w + pad) + pad)
+    for idx in range(n):
+        r, col = divmod(idx, ncols)
+        x0 = pad + col * (w + pad)
+        for k, img in enumerate((originals[idx], reconstructions[idx])):
+            y0 = pad + (2 * r + k) * (h + pad)
+            grid[:, y0 : y0 + h, x0 : x0 + w] = (img.detach().float().cpu().clamp(-1, 1) + 1) / 2
+    return grid
+
+
+def traversal_latents(latents: Tensor, values: Tensor, dims: Sequence[int]) -> Tensor:
+    """Latent codes of a traversal: S x D x T x n_z, where sample ``s``'s latent ``dims[d]`` takes ``values[d, t]``.
+
+    ``latents`` is S x n_z (the samples to traverse), ``values`` D x T (the values swept for each traversed dim).
+    """
+    s, n_z = latents.shape
+    d, t = values.shape
+    if d != len(dims):
+        raise ValueError(f"{d} rows of values for {len(dims)} traversed latents")
+    z = latents[:, None, None, :].expand(s, d, t, n_z).clone()
+    for row, dim in enumerate(dims):
+        z[:, row, :, dim] = values[row].to(z)
+    return z
+
+
+def traversal_grid(images: Tensor, row_labels: Sequence[str], pad: int = 1, sample_gap: int = 8) -> Figure:
+    """Latent traversals as one figure: a block per sample side by side, a row per latent, columns sweeping it.
+
+    ``images`` is S x D x T x 3 x H x W in [-1, 1] (samples, traversed latents, steps); ``row_labels`` names
+    the D rows (e.g. from :func:`latent_labels`).
+    """
+    s, d, t, c, h, w = images.shape
+    if len(row_labels) != d:
+        raise ValueError(f"{len(row_labels)} row labels for {d} traversed latents")
+    block_w = t * (w + pad) - pad
+    height = d * (h + pad) - pad
+    width = s * block_w + (s - 1) * sample_gap
+    canvas = np.ones((height, width, c), dtype=np.float32)
+    pix = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 1, 2, 4, 5, 3).numpy()
+    for si in range(s):
+        x_block = si * (block_w + sample_gap)
+        for di in range(d):
+            y0 = di * (h + pad)
+            for ti in range(t):
+                x0 = x_block + ti * (w + pad)
+                canvas[y0 : y0 + h, x0 : x0 + w] = pix[si, di, ti]
+    label_in = 0.12 * max(map(len, row_labels), default=0) + 0.2
+    fig = Figure(figsize=(width / 80 + label_in, height / 80 + 0.5), dpi=100)
+    ax = fig.add_axes((label_in / (width / 80 + label_in), 0.02, width / 80 / (width / 80 + label_in), 0.9))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_yticks([di * (h + pad) + h / 2 for di in range(d)], list(row_labels), fontsize=8)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"latent traversals: {s} samples, each latent swept min -> max in {t} steps", fontsize=9)
+    return fig
+
+
+def latent_histograms(latents: Tensor | np.ndarray, active: Tensor | np.ndarray, bins: int = 40) -> Figure:
+    """Small multiples: the distribution of each latent over the evaluation subset (inactive ones in grey)."""
+    z, active = _numpy(latents), _numpy(active).astype(bool)
+    n_z = z.shape[1]
+    ncols = min(n_z, 6)
+    nrows = -(-n_z // ncols)
+    fig = Figure(figsize=(2.0 * ncols, 1.5 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= n_z:
+            ax.set_visible(False)
+            continue
+        color = "tab:blue" if active[j] else _INACTIVE
+        ax.hist(z[:, j], bins=bins, color=color)
+        ax.set_title(f"z{j}" + ("" if active[j] else " (inactive)"), fontsize=8, color="black" if active[j] else color)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig

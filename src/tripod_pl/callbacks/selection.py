@@ -1,0 +1,191 @@
+"""Model selection as in the paper (DESIGN §6): the checkpoint with the best InfoM among those whose PSNR
+exceeds the dataset's threshold (38 / 42 / 34 / 40 dB on Shapes3D / MPI3D / Falcor3D / Isaac3D).
+
+:class:`BestInfoMCheckpoint` pairs each evaluation of :class:`~tripod_pl.callbacks.EvaluationCallback`
+(``eval/infom`` at step ``eval/step`` in ``trainer.callback_metrics``) with the PSNR of the *same weights*:
+``val/psnr`` from a validation run at the same global step (so evaluate and validate at the same steps), or
+``eval/psnr``, the evaluation subset's own PSNR. Eligible (PSNR > threshold) and better than every earlier
+candidate, the weights are saved to ``dirpath/filename``, written under a temporary name then renamed, so the
+file is always a complete checkpoint. The best score travels in the callback's state, so a resumed run keeps
+comparing against it. As a :class:`~lightning.pytorch.callbacks.Checkpoint`, Lightning runs it after the other
+callbacks, hence after the evaluation of the same hook.
+
+Example::
+
+    callbacks = [EvaluationCallback(every_n_steps=10_000), BestInfoMCheckpoint(psnr_threshold=38.0)]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from tripod_pl.callbacks.evaluation import EVAL_STEP_KEY
+
+__all__ = ["BestInfoMCheckpoint"]
+
+INFOM_KEY = "eval/infom"
+BEST_KEY = "eval/best_infom"
+
+
+class BestInfoMCheckpoint(Checkpoint):
+    """Keeps the checkpoint with the best InfoM among those with PSNR above ``psnr_threshold``.
+
+    Args:
+        psnr_threshold: minimum PSNR (dB, exclusive) for a checkpoint to be eligible.
+        dirpath: folder of the checkpoint; default: ``<log dir>/checkpoints``, where ``ModelCheckpoint`` saves.
+        filename: file name of the checkpoint inside ``dirpath``.
+        psnr_key: ``"val/psnr"`` (validation PSNR, measured at the evaluation's step) or ``"eval/psnr"``.
+
+    ``best_model_path`` and ``best_model_score`` mirror ``ModelCheckpoint``'s, so ``trainer.test(ckpt_path="best")``
+    works when this is the first checkpoint callback.
+    """
+
+    def __init__(
+        self,
+        psnr_threshold: float,
+        dirpath: str | None = None,
+        filename: str = "best-infom.ckpt",
+        psnr_key: str = "val/psnr",
+    ) -> None:
+        super().__init__()
+        if os.sep in filename or (os.altsep and os.altsep in filename):
+            raise ValueError(f"filename must be a plain file name, got {filename!r}; put folders in dirpath")
+        self.psnr_threshold = float(psnr_threshold)
+        self.dirpath = dirpath
+        self.filename = filename
+        self.psnr_key = psnr_key
+        # state (saved with every checkpoint)
+        self.best_infom: float | None = None
+        self.best_psnr: float | None = None
+        self.best_step: int | None = None
+        self.best_model_path: str = ""
+        # per-run bookkeeping
+        self._dir: str | None = dirpath
+        self._considered_step: int | None = None
+        self._val_step: int | None = None
+        self._unpaired: list[int] = []
+
+    @property
+    def best_model_score(self) -> torch.Tensor | None:
+        return None if self.best_infom is None else torch.tensor(self.best_infom)
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(psnr_threshold=self.psnr_threshold, filename=self.filename)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_infom": self.best_infom,
+            "best_psnr": self.best_psnr,
+            "best_step": self.best_step,
+            "best_model_path": self.best_model_path,
+            "psnr_threshold": self.psnr_threshold,
+            "psnr_key": self.psnr_key,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("psnr_threshold", self.psnr_threshold) != self.psnr_threshold or (
+            state_dict.get("psnr_key", self.psnr_key) != self.psnr_key
+        ):
+            rank_zero_warn(
+                "BestInfoMCheckpoint: the checkpoint was selected with psnr_threshold="
+                f"{state_dict.get('psnr_threshold')} on {state_dict.get('psnr_key')!r}, now "
+                f"{self.psnr_threshold} on {self.psnr_key!r}; the best checkpoint so far is forgotten"
+            )
+            return
+        self.best_infom = state_dict.get("best_infom")
+        self.best_psnr = state_dict.get("best_psnr")
+        self.best_step = state_dict.get("best_step")
+        self.best_model_path = state_dict.get("best_model_path", "")
+
+    # ---- Lightning hooks -----------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._dir = self.dirpath or trainer.strategy.broadcast(self._resolve_dir(trainer))
+            self._considered_step = self._val_step = None
+            self._unpaired = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self.select(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        self._val_step = trainer.global_step
+        self.select(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.select(trainer)
+        unpaired = [s for s in self._unpaired if s != self._considered_step]
+        if unpaired:
+            rank_zero_warn(
+                f"BestInfoMCheckpoint: evaluations at steps {unpaired} had no {self.psnr_key!r} measured at the "
+                "same step and were not considered; validate at the evaluation steps (trainer.val_check_interval"
+                " = EvaluationCallback.every_n_steps) or use psnr_key='eval/psnr'"
+            )
+
+    # ---- selection -----------------------------------------------------------------------------------
+    def select(self, trainer: L.Trainer) -> bool:
+        """Considers the latest evaluation if it is of the current weights and has a PSNR of the same weights;
+        saves the checkpoint when it is eligible and the best so far. Returns whether it saved."""
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return False
+        metrics = trainer.callback_metrics
+        step = trainer.global_step
+        if EVAL_STEP_KEY not in metrics or int(metrics[EVAL_STEP_KEY]) != step or self._considered_step == step:
+            return False
+        psnr_step = step if self.psnr_key.startswith("eval/") else self._val_step
+        if psnr_step != step or self.psnr_key not in metrics:
+            if step not in self._unpaired:
+                self._unpaired.append(step)
+            return False
+        self._considered_step = step
+        infom, psnr = float(metrics[INFOM_KEY]), float(metrics[self.psnr_key])
+        saved = False
+        if psnr > self.psnr_threshold and (self.best_infom is None or infom > self.best_infom):
+            self.best_infom, self.best_psnr, self.best_step = infom, psnr, step
+            self.best_model_path = os.path.join(self._dir or self.dirpath or self._resolve_dir(trainer), self.filename)
+            self._save(trainer, self.best_model_path)
+            saved = True
+            rank_zero_info(
+                f"BestInfoMCheckpoint: step {step} has the best InfoM {infom:.4f} with {self.psnr_key} {psnr:.2f} dB"
+                f" > {self.psnr_threshold} dB; saved {self.best_model_path}"
+            )
+        if self.best_infom is not None:
+            trainer.callback_metrics[BEST_KEY] = torch.tensor(self.best_infom)
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.log_metrics({BEST_KEY: self.best_infom}, step=step)
+        return saved
+
+    def _save(self, trainer: L.Trainer, path: str) -> None:
+        """Saves through the trainer (every rank takes part), to a temporary name then renamed by rank 0."""
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            fs = get_filesystem(path)
+            if type(fs).__name__ == "LocalFileSystem":
+                os.replace(tmp, path)
+            else:  # object stores have no rename; their uploads are whole-object anyway
+                fs.mv(tmp, path)
+        trainer.strategy.barrier("BestInfoMCheckpoint._save")
+
+    @staticmethod
+    def _resolve_dir(trainer: L.Trainer) -> str:
+        """``<save_dir>/<name>/<version>/checkpoints`` of the first logger, as ``ModelCheckpoint`` resolves it."""
+        if trainer.loggers:
+            logger = trainer.loggers[0]
+            save_dir = logger.save_dir or trainer.default_root_dir
+            version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+            return os.path.join(str(save_dir), str(logger.name), version, "checkpoints")
+        return os.path.join(trainer.default_root_dir, "checkpoints")
