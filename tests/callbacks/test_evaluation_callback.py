@@ -1,0 +1,196 @@
+"""EvaluationCallback: when it fires, what it logs (scalars, figures, TensorBoard events), and rank behaviour."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import tripod_pl.metrics
+from tripod_pl.callbacks import EvaluationCallback
+from tripod_pl.callbacks.evaluation import _isolated_rng
+from tripod_pl.data.transforms import to_float_images
+
+from .conftest import tiny_data, tiny_model, tiny_trainer
+
+SCALAR_TAGS = {f"eval/{k}" for k in ("infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr")}
+
+
+def fit(tmp_path, tiny_h5, callback, **trainer_kw):
+    trainer = tiny_trainer(tmp_path, [callback], **trainer_kw)
+    model, data = tiny_model(), tiny_data(tiny_h5)
+    trainer.fit(model, datamodule=data)
+    return trainer, model, data
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "every", "at_end", "expected"),
+    [(7, 3, True, [3, 6, 7]), (7, 3, False, [3, 6]), (6, 3, True, [3, 6]), (2, 5, True, [2])],
+)
+def test_fires_at_multiples_of_every_n_steps_and_at_the_end(tmp_path, tiny_h5, max_steps, every, at_end, expected):
+    cb = EvaluationCallback(every_n_steps=every, dci=False, figures=False, evaluate_at_end=at_end)
+    trainer, _, _ = fit(tmp_path, tiny_h5, cb, max_steps=max_steps)
+    assert cb.evaluated_steps == expected
+    assert cb.last_step == expected[-1]
+    assert int(trainer.callback_metrics["eval/step"]) == expected[-1]
+
+
+def test_fires_once_per_optimizer_step_under_gradient_accumulation(tmp_path, tiny_h5):
+    cb = EvaluationCallback(every_n_steps=2, dci=False, figures=False)
+    fit(tmp_path, tiny_h5, cb, max_steps=4, accumulate_grad_batches=3)
+    assert cb.evaluated_steps == [2, 4]
+
+
+def test_does_not_run_under_fast_dev_run(tmp_path, tiny_h5):
+    cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False)
+    fit(tmp_path, tiny_h5, cb, fast_dev_run=3)
+    assert cb.evaluated_steps == []
+
+
+def test_does_not_run_during_the_sanity_check_or_validation(tmp_path, tiny_h5, monkeypatch):
+    seen = []
+    cb = EvaluationCallback(every_n_steps=2, dci=False, figures=False)
+    original = cb.evaluate
+
+    def spy(trainer, pl_module):
+        seen.append((trainer.global_step, trainer.sanity_checking, trainer.validating))
+        return original(trainer, pl_module)
+
+    monkeypatch.setattr(cb, "evaluate", spy)
+    fit(tmp_path, tiny_h5, cb, max_steps=4, val_check_interval=1, num_sanity_val_steps=2)
+    assert seen == [(2, False, False), (4, False, False)]
+
+
+def test_logged_scalars_equal_the_metrics_of_the_same_latents(tmp_path, tiny_h5):
+    cb = EvaluationCallback(every_n_steps=3, dci=True, figures=False)
+    trainer, model, data = fit(tmp_path, tiny_h5, cb, max_steps=3)
+    images, sources = data.eval_subset()
+    model.eval()
+    with torch.no_grad():
+        latents = model.encode(to_float_images(images))
+        recon = model.decode(latents)
+    torch.testing.assert_close(cb.last_evaluation.latents, latents)
+    info = tripod_pl.metrics.infomec(sources, latents, discrete=True)
+    dci = tripod_pl.metrics.dci(sources, latents)
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert m["eval/infom"] == pytest.approx(info["infom"], abs=1e-6)
+    assert m["eval/infoc"] == pytest.approx(info["infoc"], abs=1e-6)
+    assert m["eval/infoe"] == pytest.approx(info["infoe"], abs=1e-6)
+    assert m["eval/num_active"] == int(torch.as_tensor(info["active"]).sum())
+    assert m["eval/d"] == pytest.approx(dci["d"], abs=1e-6)
+    assert m["eval/c"] == pytest.approx(dci["c"], abs=1e-6)
+    assert m["eval/i"] == pytest.approx(dci["i"], abs=1e-6)
+    mse = (((recon + 1) / 2 - (to_float_images(images) + 1) / 2) ** 2).flatten(1).mean(1)
+    assert m["eval/psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), rel=1e-5)
+
+
+def test_tensorboard_events_hold_the_scalars_figures_images_and_histograms(tmp_path, tiny_h5):
+    logger = TensorBoardLogger(str(tmp_path), name="tb")
+    cb = EvaluationCallback(every_n_steps=2, dci=True, figures=True, traversal_steps=3, num_traversal_samples=2)
+    trainer, model, _ = fit(tmp_path, tiny_h5, cb, max_steps=4, logger=logger, log_every_n_steps=1)
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert SCALAR_TAGS | {"eval/seconds"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("eval/infom")] == [2, 4]
+    assert float(trainer.callback_metrics["eval/infom"]) == pytest.approx(events.Scalars("eval/infom")[-1].value)
+    images = {"eval/nmi", "eval/reconstructions", "eval/traversals", "eval/latent_histograms"}
+    assert images <= set(tags["images"])
+    assert [e.step for e in events.Images("eval/nmi")] == [2, 4]
+    recon = events.Images("eval/reconstructions")[-1]
+    assert (recon.width, recon.height) == (8 * 66 + 2, 2 * 66 + 2)  # 8 originals above 8 reconstructions
+    assert {f"eval/latents/z{j}" for j in range(model.n_z)} <= set(tags["histograms"])
+
+
+def test_without_tensorboard_it_logs_scalars_and_skips_figures(tmp_path, tiny_h5):
+    logger = CSVLogger(str(tmp_path), name="csv")
+    cb = EvaluationCallback(every_n_steps=2, dci=False, figures=True)
+    trainer, _, _ = fit(tmp_path, tiny_h5, cb, max_steps=2, logger=logger)
+    logger.save()
+    text = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "eval/infom" in text.splitlines()[0]
+    assert "eval/infom" in trainer.callback_metrics
+
+
+def test_training_mode_and_random_streams_are_left_as_they_were(tiny_h5):
+    model = tiny_model()
+    model.train()
+    model.decoder.eval()  # a submodule deliberately in eval mode stays so
+    data = tiny_data(tiny_h5, eval_size=50)
+    cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False)
+    trainer = SimpleNamespace(
+        global_step=1,
+        is_global_zero=True,
+        datamodule=data,
+        loggers=[],
+        callback_metrics={},
+        strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj),
+    )
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    cb.evaluate(trainer, model)
+    torch.testing.assert_close(torch.rand(3), expected)
+    assert model.training and model.encoder.training and not model.decoder.training
+    assert float(trainer.callback_metrics["eval/step"]) == 1
+
+
+def test_isolated_rng_restores_the_global_generators():
+    torch.manual_seed(0)
+    expected = torch.rand(2)
+    torch.manual_seed(0)
+    with _isolated_rng(torch.device("cpu")):
+        torch.rand(5)
+    torch.testing.assert_close(torch.rand(2), expected)
+
+
+def _rank(is_zero: bool, broadcast):
+    return SimpleNamespace(
+        global_step=5,
+        is_global_zero=is_zero,
+        loggers=[],
+        callback_metrics={},
+        strategy=SimpleNamespace(broadcast=broadcast),
+        datamodule=SimpleNamespace(eval_subset=lambda: pytest.fail("only global rank 0 reads the subset")),
+    )
+
+
+def test_other_ranks_take_the_scalars_from_rank_zero_without_computing():
+    from_rank_zero = {"scalars": {"infom": 0.75, "psnr": 30.0}}
+    trainer = _rank(False, lambda obj, src=0: from_rank_zero)
+    cb = EvaluationCallback(every_n_steps=5)
+    assert cb.evaluate(trainer, tiny_model()) == {"infom": 0.75, "psnr": 30.0}
+    assert float(trainer.callback_metrics["eval/infom"]) == 0.75 and int(trainer.callback_metrics["eval/step"]) == 5
+
+
+def test_a_failure_on_rank_zero_stops_every_rank_instead_of_hanging_them():
+    failed = {"error": "ValueError: bad subset"}
+    with pytest.raises(RuntimeError, match="failed on global rank 0: ValueError: bad subset"):
+        EvaluationCallback().evaluate(_rank(False, lambda obj, src=0: failed), tiny_model())
+
+    sent = []
+    trainer = _rank(True, lambda obj, src=0: sent.append(obj) or obj)
+    trainer.datamodule = SimpleNamespace(eval_subset=lambda: (_ for _ in ()).throw(ValueError("bad subset")))
+    with pytest.raises(ValueError, match="bad subset"):
+        EvaluationCallback().evaluate(trainer, tiny_model())
+    assert sent == [failed]  # the error went out to the other ranks before rank 0 raised
+
+
+def test_state_round_trip_prevents_repeating_an_evaluated_step():
+    cb = EvaluationCallback(every_n_steps=2)
+    cb.last_step = 4
+    other = EvaluationCallback(every_n_steps=2)
+    other.load_state_dict(cb.state_dict())
+    assert other.last_step == 4
+
+
+def test_rejects_data_without_an_evaluation_subset(tmp_path):
+    cb = EvaluationCallback()
+    trainer = SimpleNamespace(strategy=object(), datamodule=None)
+    with pytest.raises(TypeError, match="eval_subset"):
+        cb.setup(trainer, tiny_model(), "fit")
+    with pytest.raises(ValueError, match="every_n_steps"):
+        EvaluationCallback(every_n_steps=0)
