@@ -267,12 +267,12 @@ def evaluate_checkpoint(
     metrics: the scalars of :data:`SCALARS`, ``nmi`` (K x n_z), ``active``, ``importance`` (n_z x K), and
     ``checkpoint, global_step, epoch, data, num_samples, source_names, n_z, discrete, backend, seconds``.
     """
-    from tripod_pl.module import load_model
+    from tripod_pl.module import TripodModule
 
     device = device or _default_device()
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model = load_model(ckpt_path, map_location=device)
-    del ckpt["state_dict"]
+    ckpt = _read_checkpoint(ckpt_path)
+    # the checkpoint holds RNG states as NumPy arrays besides tensors: weights_only loading would refuse it
+    model = TripodModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=False).eval()
     images, sources = data.eval_subset()
     result = evaluate_model(model, images, sources, dci=dci, backend=backend, batch_size=batch_size)
     metrics: dict[str, Any] = {
@@ -359,8 +359,13 @@ def _peek_ckpt_path(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _read_checkpoint(ckpt_path: str) -> dict[str, Any]:
+    """A checkpoint's contents, memory-mapped (the weights are not read). Checkpoints hold more than tensors
+    (RNG states, hyper-parameters), so this unpickles them as Lightning does: load only checkpoints you trust."""
+    return torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+
+
 def _stored_datamodule_hparams(ckpt_path: str) -> dict[str, Any]:
     """The datamodule's init arguments saved in a checkpoint (empty when it has none)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    stored = ckpt.get("datamodule_hyper_parameters") or {}
+    stored = _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
     return {k: v for k, v in dict(stored).items() if not k.startswith("_")}

@@ -126,7 +126,7 @@ class BestInfoMCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.select(trainer)
-        unpaired = [s for s in self._unpaired if s != self._considered_step]
+        unpaired, self._unpaired = self._unpaired, []
         if unpaired:
             rank_zero_warn(
                 f"BestInfoMCheckpoint: evaluations at steps {unpaired} had no {self.psnr_key!r} measured at the "
@@ -150,6 +150,8 @@ class BestInfoMCheckpoint(Checkpoint):
                 self._unpaired.append(step)
             return False
         self._considered_step = step
+        if step in self._unpaired:
+            self._unpaired.remove(step)
         infom, psnr = float(metrics[INFOM_KEY]), float(metrics[self.psnr_key])
         saved = False
         if psnr > self.psnr_threshold and (self.best_infom is None or infom > self.best_infom):
