@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -86,7 +87,9 @@ class HDF5DataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Our own frame: Lightning's default keeps a reference cycle through its frame, which would hold the
+        # caller's locals (DataLoaders with persistent workers) until a garbage collection.
+        self.save_hyperparameters(frame=inspect.currentframe())
         if batch_size < 1 or num_workers < 0 or eval_size < 0:
             raise ValueError("batch_size must be positive, num_workers and eval_size non-negative")
         self.path = os.fspath(path)
