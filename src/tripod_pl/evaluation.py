@@ -311,7 +311,8 @@ def evaluate_main(args: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if args is None else args)
     parser = ArgumentParser(
         prog="tripod-train evaluate",
-        description="Compute InfoMEC, DCI and PSNR of a checkpoint on the evaluation subset; write JSON + Markdown.",
+        description="Compute InfoMEC, DCI and PSNR of a checkpoint on the evaluation subset and write them as "
+        "JSON and Markdown. The --data.* options default to those the checkpoint was trained with.",
     )
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of these options")
     parser.add_argument("--ckpt_path", type=str, required=True, help="the checkpoint to evaluate")

@@ -90,16 +90,16 @@ def test_logged_scalars_equal_the_metrics_of_the_same_latents(tmp_path, tiny_h5)
 def test_tensorboard_events_hold_the_scalars_figures_images_and_histograms(tmp_path, tiny_h5):
     logger = TensorBoardLogger(str(tmp_path), name="tb")
     cb = EvaluationCallback(every_n_steps=2, dci=True, figures=True, traversal_steps=3, num_traversal_samples=2)
-    trainer, model, _ = fit(tmp_path, tiny_h5, cb, max_steps=4, logger=logger, log_every_n_steps=1)
+    trainer, model, _ = fit(tmp_path, tiny_h5, cb, max_steps=5, logger=logger, log_every_n_steps=1)
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0, "histograms": 0})
     events.Reload()
     tags = events.Tags()
     assert SCALAR_TAGS | {"eval/seconds"} <= set(tags["scalars"])
-    assert [e.step for e in events.Scalars("eval/infom")] == [2, 4]
+    assert [e.step for e in events.Scalars("eval/infom")] == [2, 4, 5]  # 5: the end of training
     assert float(trainer.callback_metrics["eval/infom"]) == pytest.approx(events.Scalars("eval/infom")[-1].value)
     images = {"eval/nmi", "eval/reconstructions", "eval/traversals", "eval/latent_histograms"}
     assert images <= set(tags["images"])
-    assert [e.step for e in events.Images("eval/nmi")] == [2, 4]
+    assert [e.step for e in events.Images("eval/nmi")] == [2, 4, 5]
     recon = events.Images("eval/reconstructions")[-1]
     assert (recon.width, recon.height) == (8 * 66 + 2, 2 * 66 + 2)  # 8 originals above 8 reconstructions
     assert {f"eval/latents/z{j}" for j in range(model.n_z)} <= set(tags["histograms"])

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from tripod_pl import load_model
@@ -165,3 +166,23 @@ def test_saves_a_loadable_checkpoint_during_training(tmp_path, tiny_h5):
     state = ckpt["callbacks"][select.state_key]
     assert state["best_step"] == select.best_step and state["best_infom"] == pytest.approx(select.best_infom)
     load_model(path)
+
+
+class RecordingEvaluation(EvaluationCallback):
+    def evaluate(self, trainer, pl_module):
+        scalars = super().evaluate(trainer, pl_module)
+        self.infom = {**getattr(self, "infom", {}), trainer.global_step: scalars["infom"]}
+        return scalars
+
+
+def test_a_plain_model_checkpoint_can_monitor_the_evaluation(tmp_path, tiny_h5):
+    evaluation = RecordingEvaluation(every_n_steps=2, dci=False, figures=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(tmp_path / "mc"), monitor="eval/infom", mode="max", every_n_train_steps=2, save_top_k=1
+    )
+    trainer = tiny_trainer(tmp_path, [checkpoint, evaluation], max_steps=4, enable_checkpointing=True)
+    trainer.fit(tiny_model(), datamodule=tiny_data(tiny_h5))
+    best_step = max(evaluation.infom, key=evaluation.infom.get)
+    assert sorted(evaluation.infom) == [2, 4]
+    assert float(checkpoint.best_model_score) == pytest.approx(evaluation.infom[best_step])
+    assert torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["global_step"] == best_step
