@@ -9,7 +9,9 @@
 - Batches travel as uint8 ``{"image": B x H x W x 3, "sources": B x K}``; ``on_after_batch_transfer``
   turns ``image`` into float32 ``B x 3 x H x W`` in [-1, 1] on the device.
 - ``state_dict`` / ``load_state_dict`` hold ``(epoch, batches consumed)``: Lightning saves them in
-  checkpoints, and a resumed run receives exactly the batches an uninterrupted one would have.
+  checkpoints, and a resumed run receives exactly the batches an uninterrupted one would have. The order is
+  a function of ``(seed, world_size, rank, num_workers, batch_size)`` and of the number of batches consumed;
+  one data epoch is one pass over the training split, whatever the trainer calls an epoch.
 
 ::
 
@@ -142,9 +144,6 @@ class HDF5DataModule(L.LightningDataModule):
             kwargs.update(persistent_workers=True, prefetch_factor=self.hparams.prefetch_factor)
         return kwargs
 
-    def _trainer_epoch(self) -> int | None:
-        return None if self.trainer is None else int(self.trainer.current_epoch)
-
     def train_plan(self, rank: int = 0, world_size: int = 1) -> TrainPlan:
         """The training order of ``rank`` of ``world_size`` (see ``plan.py``)."""
         hp = self.hparams
@@ -160,7 +159,6 @@ class HDF5DataModule(L.LightningDataModule):
         return TrainLoader(
             stream,
             self._position,
-            epoch_source=self._trainer_epoch,
             count_yields=self.trainer is None,
             num_workers=self.hparams.num_workers,
             pin_memory=self._pin_memory(),
@@ -224,7 +222,7 @@ class HDF5DataModule(L.LightningDataModule):
 
     # -- exact resume --------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Without a trainer: the next training iteration runs ``epoch`` from its first batch."""
+        """The next training iteration runs data epoch ``epoch`` from its first batch."""
         self._position.epoch, self._position.consumed = int(epoch), 0
 
     def _key(self, world_size: int, num_batches: int) -> dict[str, int]:

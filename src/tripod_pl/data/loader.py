@@ -1,22 +1,24 @@
 """The training DataLoader: knows where it is in the training order, so a run can resume exactly.
 
-``StreamPosition`` is ``(epoch, batches of that epoch already consumed on this rank)``. Before every
-``iter()``, ``TrainLoader`` decides which epoch to run (the trainer's, or, with no trainer, the next one once
-an epoch was fully consumed), and points its ``TrainStream`` at the first batch not yet consumed. Who counts
-consumption depends on who consumes: with no trainer, every batch the loader hands out; under a trainer,
-the DataModule counts the batches the training loop actually took (Lightning prefetches).
+``StreamPosition`` is ``(epoch, batches of that epoch already consumed on this rank)``. Every ``iter()``
+continues from there: with the rest of the epoch, or, once the epoch was fully consumed, with the next one.
+The data order is therefore a function of the number of batches consumed so far and nothing else (not of the
+trainer's epoch counter, which differs between a resumed and an uninterrupted run when resuming from the last
+batch of an epoch, nor of batches prefetched but never used). Who counts consumption depends on who consumes:
+with no trainer, every batch the loader hands out; under a trainer, the DataModule counts the batches the
+training loop actually took.
 
 With workers, batches come back through a ``BatchRing`` (see ``ring.py``): the loader turns each ticket into
 a batch, pinned if asked::
 
     position = StreamPosition()
-    loader = TrainLoader(stream, position, epoch_source=lambda: None, count_yields=True, num_workers=2)
+    loader = TrainLoader(stream, position, count_yields=True, num_workers=2)
     next(iter(loader)); position  # StreamPosition(epoch=0, consumed=1)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +48,6 @@ class TrainLoader(DataLoader):
         self,
         stream: TrainStream,
         position: StreamPosition,
-        epoch_source: Callable[[], int | None],
         count_yields: bool,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -75,19 +76,14 @@ class TrainLoader(DataLoader):
         )
         self.stream = stream
         self.position = position
-        self.epoch_source = epoch_source
         self.count_yields = count_yields
         self.pin = pin_memory
 
     def _start(self) -> None:
         pos, total = self.position, len(self.stream)
-        target = self.epoch_source()
-        if target is None:
-            if pos.consumed >= total:
-                pos.epoch, pos.consumed = pos.epoch + 1, 0
-        elif target != pos.epoch:
-            pos.epoch, pos.consumed = target, 0
-        self.stream.set_position(pos.epoch, min(pos.consumed, total))
+        if pos.consumed >= total:
+            pos.epoch, pos.consumed = pos.epoch + 1, 0
+        self.stream.set_position(pos.epoch, pos.consumed)
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         self._start()
