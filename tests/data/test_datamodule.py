@@ -77,7 +77,7 @@ def test_no_sample_repeated_or_dropped_over_2_ranks_x_2_workers(small_h5: str) -
         per_rank.append(_rows(dm.training_loader(rank, world_size=2)))
     assert len(per_rank[0]) == len(per_rank[1])
     rows = np.concatenate([b for rank in per_rank for b in rank])
-    val = np.flatnonzero(_dm(small_h5).__dict__["_val_mask"])
+    val = _dm(small_h5).val_rows()
     np.testing.assert_array_equal(np.sort(rows), np.setdiff1d(np.arange(288), val))
 
 

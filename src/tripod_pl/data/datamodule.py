@@ -183,8 +183,12 @@ class HDF5DataModule(L.LightningDataModule):
         )
         return DataLoader(dataset, batch_size=None, **self._loader_kwargs())
 
+    def val_rows(self) -> np.ndarray:
+        """Sorted rows of the held-out validation split."""
+        return np.flatnonzero(self._val_mask)
+
     def val_dataloader(self) -> DataLoader | list:
-        rows = np.flatnonzero(self._val_mask)
+        rows = self.val_rows()
         return self._fixed_loader(rows, pad=True) if len(rows) else []
 
     def test_dataloader(self) -> DataLoader | list:

@@ -81,7 +81,8 @@ def open_hdf5(path: str | os.PathLike[str], **kwargs: object) -> h5py.File:
     if p.is_dir():
         raise DatasetError(p, "is a directory, not an HDF5 file")
     try:
-        return h5py.File(p, "r", **kwargs)
+        # Readers never write: no HDF5 file locks (unsupported on some cluster file systems).
+        return h5py.File(p, "r", locking=False, **kwargs)
     except OSError as e:
         detail = str(e).split("(", 1)[-1].rstrip(")") if "(" in str(e) else str(e)
         raise DatasetError(p, f"not a readable HDF5 file or truncated ({detail})") from None
