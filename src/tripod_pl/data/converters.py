@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from tripod_pl.data.writer import DatasetWriter
 
 READ_ROWS = 1024
 
-Batches = Iterator[tuple[np.ndarray, np.ndarray]]
+Batches = Generator[tuple[np.ndarray, np.ndarray], None, None]
 Opener = Callable[[Path, list[str], list[int], int], tuple[int, Batches]]
 
 
@@ -195,7 +196,8 @@ def convert(
         raise DatasetError(None, f"factor sizes must be positive, got {sizes}")
     n, batches = spec.open(Path(src), names, sizes, max(1, int(workers)))
     bar = tqdm(total=n, unit="img", desc=f"{dataset} -> {Path(out).name}", disable=not progress, file=sys.stderr)
-    with bar, DatasetWriter(out, n, (TARGET_SIZE, TARGET_SIZE, 3), names, sizes) as writer:
+    # closing: a failure stops the reading (and its process pool) at once, not at garbage collection
+    with closing(batches), bar, DatasetWriter(out, n, (TARGET_SIZE, TARGET_SIZE, 3), names, sizes) as writer:
         for images, sources in batches:
             writer.write(resize_images(np.asarray(images)), sources)
             bar.update(len(images))

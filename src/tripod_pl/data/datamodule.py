@@ -60,15 +60,17 @@ class HDF5DataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes per rank (each opens the file once).
         val_fraction: share of the images held out for validation (0 for none).
         seed: seeds the split, the evaluation subset and every epoch's order.
-        in_memory: hold the whole file in RAM (shared by the workers of a rank), for small datasets.
+        in_memory: hold the whole file in RAM (shared by the workers of a rank, one copy per rank), for
+            datasets that fit; then ``num_workers=0`` is the fastest on few CPU cores.
         generate_if_missing: write the default procedural dataset to ``path`` if there is no file.
         eval_size: images in the evaluation subset (at most the whole file).
         drop_last: drop the last incomplete batches of an epoch; otherwise pad by repeating a few images.
         val_batch_size: batch size of validation, test and predict (default ``batch_size``).
-        shuffle_blocks: blocks of ``block_rows`` rows a worker shuffles together.
+        shuffle_blocks: blocks of ``block_rows`` rows a worker shuffles together (its buffer holds
+            ``shuffle_blocks * block_rows`` images: 48 MB for 64 x 64 of 64x64x3).
         block_rows: rows per contiguous read (default: whole HDF5 chunks, at least 64 rows).
         prefetch_factor: batches each worker prepares ahead.
-        pin_memory: page-lock batches for faster host-to-GPU copies (default: when CUDA is available).
+        pin_memory: page-lock batches for faster host-to-GPU copies (default: yes; only with CUDA).
     """
 
     def __init__(
@@ -135,7 +137,8 @@ class HDF5DataModule(L.LightningDataModule):
         return int(self.trainer.global_rank), int(self.trainer.world_size)
 
     def _pin_memory(self) -> bool:
-        return torch.cuda.is_available() if self.hparams.pin_memory is None else bool(self.hparams.pin_memory)
+        wanted = True if self.hparams.pin_memory is None else bool(self.hparams.pin_memory)
+        return wanted and torch.cuda.is_available()
 
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.hparams.num_workers
@@ -230,12 +233,17 @@ class HDF5DataModule(L.LightningDataModule):
         self._position.epoch, self._position.consumed = int(epoch), 0
 
     def _key(self, world_size: int, num_batches: int) -> dict[str, int]:
+        """Everything the order of a rank's batches depends on, besides the rank."""
         hp = self.hparams
         return {
             "seed": hp.seed,
             "world_size": world_size,
             "num_workers": max(1, hp.num_workers),
             "batch_size": hp.batch_size,
+            "block_rows": self.block_rows,
+            "shuffle_blocks": hp.shuffle_blocks,
+            "drop_last": int(hp.drop_last),
+            "num_train": self.dataset_size,
             "num_batches": num_batches,
         }
 
