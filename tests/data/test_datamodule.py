@@ -191,3 +191,12 @@ def test_generate_if_missing(tmp_path: Path, monkeypatch) -> None:
 def test_a_bad_file_fails_at_construction(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no such file"):
         HDF5DataModule(str(tmp_path / "missing.h5"))
+
+
+def test_a_file_gone_after_construction_fails_in_the_worker_with_a_dataset_error(tmp_path: Path) -> None:
+    path = tmp_path / "gone.h5"
+    generate_procedural(path, {name: 2 for name in SMALL_FACTORS})
+    loader = HDF5DataModule(str(path), batch_size=4, num_workers=1, pin_memory=False).train_dataloader()
+    path.unlink()
+    with pytest.raises(DatasetError, match="gone.h5: no such file"):
+        next(iter(loader))

@@ -128,3 +128,9 @@ def test_range_check_can_be_skipped(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "e.h5", images=np.zeros((0, 8, 8, 3), np.uint8), sources=np.zeros((0, 2), np.int64))
     assert _error(path).endswith("holds no images")
+
+
+def test_error_rebuilt_from_its_message_keeps_it() -> None:
+    error = DatasetError("f.h5", "missing dataset 'images'\n(details)")
+    assert str(error) == "f.h5: missing dataset 'images' (details)"
+    assert str(DatasetError(str(error))) == str(error)

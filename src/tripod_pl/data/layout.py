@@ -35,7 +35,9 @@ _CHECK_ROWS = 1 << 16
 class DatasetError(Exception):
     """A dataset file or source folder is unusable; the message is one line naming the file and the problem."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str | None = None) -> None:
+        if problem is None:  # DatasetError(message), as a DataLoader re-raises a worker's exception
+            path, problem = None, str(path)
         problem = " ".join(str(problem).split())
         message = f"{os.fspath(path)}: {problem}" if path is not None else problem
         super().__init__(message)
