@@ -114,3 +114,19 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == f"tripod-data: error: {tmp_path / 'none.h5'}: no such file\n"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"skip": ("images",)}, "missing dataset 'images'"),
+        ({"skip": ("source_sizes",)}, "missing root attribute 'source_sizes'"),
+        ({"images": np.zeros((12, 8, 8, 3), np.float64)}, "dataset 'images' must be uint8, found float64"),
+        ({"sources": np.full((12, 2), 3)}, "source 'shape' has index 3 at row 0, outside its size 3 (0..2)"),
+    ],
+)
+def test_info_on_malformed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], kwargs: dict, problem: str):
+    from .test_layout import _write
+
+    path = _write(tmp_path / "bad.h5", **kwargs)
+    assert _fails(["info", str(path)], capsys) == f"tripod-data: error: {path}: {problem}"
