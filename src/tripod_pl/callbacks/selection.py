@@ -45,7 +45,9 @@ class BestInfoMCheckpoint(Checkpoint):
         psnr_key: ``"val/psnr"`` (validation PSNR, measured at the evaluation's step) or ``"eval/psnr"``.
 
     ``best_model_path`` and ``best_model_score`` mirror ``ModelCheckpoint``'s, so ``trainer.test(ckpt_path="best")``
-    works when this is the first checkpoint callback.
+    works when this is the first checkpoint callback. Being a checkpoint callback, it needs
+    ``enable_checkpointing=True``, and Lightning then adds no default ``ModelCheckpoint``: list one explicitly
+    to keep ``last.ckpt`` (every config does).
     """
 
     def __init__(
