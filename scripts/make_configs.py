@@ -105,7 +105,8 @@ def all_configs() -> dict[Path, str]:
         "trainer": {**trainer("runs/quickstart", max_steps=600, every=200), "limit_val_batches": 4,
                     "log_every_n_steps": 10},
         "model": {
-            **methods(DATASETS["shapes3d"])["tripod"][1],
+            "bottleneck": leg("FSQ", n_q=12),
+            "regularizers": [leg("KLM", weight=1e-4), leg("NHP", weight=1e-2, dtype="float64")],
             "encoder_widths": [8, 16, 32, 64],
             "decoder_widths": [64, 32, 16, 8],
             "cond_dim": 64,

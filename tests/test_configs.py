@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tripod_pl.cli import main
+from tripod_pl.cli import run
 
 from .conftest import TINY_CLI
 
@@ -46,7 +46,7 @@ def test_dataset_configs_carry_the_tuned_weights():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_config_trains_a_few_steps(config, tiny_h5, tmp_path):
-    cli = main(
+    cli = run(
         [
             "fit",
             f"--config={config}",

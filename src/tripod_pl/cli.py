@@ -14,23 +14,29 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from tripod_pl.callbacks.rng import RNGStateCallback
 from tripod_pl.data import DatasetError, HDF5DataModule
 from tripod_pl.legs.registry import load_plugins
 from tripod_pl.module import TripodModule
 
-__all__ = ["TripodCLI", "main"]
+__all__ = ["TripodCLI", "main", "run"]
 
 
 class TripodCLI(LightningCLI):
     """LightningCLI for :class:`TripodModule` and :class:`HDF5DataModule`."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # always on: every rank's RNG states travel in the checkpoints (exact resume)
+        parser.add_lightning_class_args(RNGStateCallback, "rng_state")
         parser.link_arguments("data.num_sources", "model.num_sources", apply_on="instantiate")
         parser.link_arguments("data.dataset_size", "model.dataset_size", apply_on="instantiate")
 
 
-def main(args: Sequence[str] | None = None) -> TripodCLI | None:
-    """Run the CLI; user mistakes in data files end with a one-line error and exit status 2."""
+def run(args: Sequence[str] | None = None) -> TripodCLI:
+    """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return it (tests inspect its trainer and model).
+
+    User mistakes in data files end with a one-line error and exit status 2.
+    """
     load_plugins()
     try:
         return TripodCLI(
@@ -44,6 +50,11 @@ def main(args: Sequence[str] | None = None) -> TripodCLI | None:
     except DatasetError as err:
         print(f"tripod-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Console-script entry point of ``tripod-train``."""
+    run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

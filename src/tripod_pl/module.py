@@ -122,9 +122,7 @@ class TripodModule(L.LightningModule):
         for leg, leg_terms in [(self.bottleneck, latents.terms), *((r, r(ctx)) for r in self.regularizers)]:
             for name, value in leg_terms.items():
                 if name in terms:
-                    raise KeyError(
-                        f"loss term {name!r} of {type(leg).__name__} is already taken by another leg"
-                    )
+                    raise KeyError(f"loss term {name!r} of {type(leg).__name__} is already taken by another leg")
                 terms[name] = value
                 weights[name] = leg.weights.get(name, 1.0)
         loss = sum(weights[name] * value for name, value in terms.items())

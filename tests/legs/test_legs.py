@@ -207,3 +207,20 @@ def test_plugin_leg_is_found_through_its_entry_point(tmp_path, monkeypatch):
     assert leg(_ctx(lat))["l1"].item() == 2.0
     assert leg.spec() == {"class_path": f"{name}.L1Latents", "init_args": {"weight": 0.5}}
     sys.modules.pop(name, None)
+
+
+def test_nhp_in_float64_matches_float32_and_trains_the_float32_decoder():
+    torch.manual_seed(0)
+    lat = FSQ()(torch.randn(8, 3) * 2)
+    ctx = _ctx(lat)
+    torch.manual_seed(1)
+    v32 = NHP(activations=["cond", "block0"])(ctx)["nhp"]
+    torch.manual_seed(1)
+    v64 = NHP(activations=["cond", "block0"], dtype="float64")(ctx)["nhp"]
+    assert v64.dtype == torch.float32
+    torch.testing.assert_close(v64, v32, rtol=1e-3, atol=1e-4)
+    v64.backward()
+    grads = [p.grad for p in ctx.decoder.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 for g in grads)
+    with pytest.raises(ValueError, match="dtype"):
+        NHP(dtype="float16")

@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 __all__ = ["Bottleneck", "Latents", "Leg", "Regularizer", "StepContext"]
 
@@ -39,13 +41,22 @@ class Latents:
 
 
 class _Activations:
-    """Callable view of a decoder restricted to named activations (what the Hessian penalties differentiate)."""
+    """Callable view of a decoder restricted to named activations (what the Hessian penalties differentiate).
 
-    def __init__(self, decoder: nn.Module, names: Sequence[str]) -> None:
-        self.decoder, self.names = decoder, list(names)
+    With ``dtype`` set (e.g. float64) the decoder runs with its parameters cast to that dtype; gradients
+    still reach the original parameters.
+    """
+
+    def __init__(self, decoder: nn.Module, names: Sequence[str], dtype: torch.dtype | None = None) -> None:
+        self.decoder, self.names, self.dtype = decoder, list(names), dtype
 
     def __call__(self, z: Tensor) -> list[Tensor]:
-        return self.decoder.activations(z, self.names)
+        if self.dtype is None:
+            return self.decoder.activations(z, self.names)
+        state = {name: t.to(self.dtype) for name, t in self.decoder.named_parameters()}
+        state.update({name: t.to(self.dtype) for name, t in self.decoder.named_buffers()})
+        with torch.autocast(z.device.type, enabled=False):
+            return functional_call(self.decoder, state, (z.to(self.dtype),), {"names": self.names})
 
 
 @dataclass
@@ -62,9 +73,10 @@ class StepContext:
     latents: Latents
     decoder: nn.Module
 
-    def activations(self, names: Sequence[str]) -> Callable[[Tensor], list[Tensor]]:
-        """``f(z) -> [activation for name in names]``, running the decoder no further than needed."""
-        return _Activations(self.decoder, names)
+    def activations(self, names: Sequence[str], dtype: torch.dtype | None = None) -> Callable[[Tensor], list[Tensor]]:
+        """``f(z) -> [activation for name in names]``, running the decoder no further than needed, in
+        ``dtype`` if given (default: as trained)."""
+        return _Activations(self.decoder, names, dtype)
 
     @property
     def num_pixels(self) -> int:

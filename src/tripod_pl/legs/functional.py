@@ -177,7 +177,8 @@ def nhp(
     _check_draws(k, eps)
     b, n_z = z.shape
     r = _rademacher((k, b, n_z), z, generator)
-    g = torch.randn((k, b, n_z), device=z.device, dtype=z.dtype, generator=generator)
+    # drawn in float32 whatever the dtype of z, so that the same seed gives the same draws in float64
+    g = torch.randn((k, b, n_z), device=z.device, generator=generator).to(z.dtype)
     u = eps * torch.cat([r, g], dim=0) * s  # 2k × b × n_z
     total = z.new_zeros(b)
     for d2 in _second_differences(f, z, u):

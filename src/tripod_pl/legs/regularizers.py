@@ -50,12 +50,21 @@ class KLM(Regularizer):
         return {"klm": LF.klm(z, s, rows=rank_slice(z, lat.z.shape[0], self.batch_stats))}
 
 
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
 class _DecoderPenalty(Regularizer):
-    def __init__(self, weight: float, activations: Sequence[str], eps: float, k: int) -> None:
+    def __init__(self, weight: float, activations: Sequence[str], eps: float, k: int, dtype: str | None) -> None:
         super().__init__()
         if k < 2:
             raise ValueError(f"k must be >= 2 draws, got {k}")
+        if dtype is not None and dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or null, got {dtype!r}")
         self.weight, self.activations, self.eps, self.k = weight, list(activations), eps, k
+        self.dtype = None if dtype is None else _DTYPES[dtype]
+
+    def _f(self, ctx: StepContext):
+        return ctx.activations(self.activations, self.dtype)
 
 
 @register_leg("nhp")
@@ -69,6 +78,10 @@ class NHP(_DecoderPenalty):
         activations: decoder activations regularized (of ``cond``, ``block0``, ...).
         eps: perturbation scale; k: number of draws.
         batch_stats: under DDP, whether the stds ``s`` come from the gathered global batch or the rank's own.
+        dtype: run the perturbed decoder passes in this dtype (``"float64"``) instead of the training dtype.
+            When the batch stds ``s`` are tiny (early training of small models) the second differences of
+            float32 activations are rounding noise and the penalty's gradient explodes; float64 passes cost
+            about twice as much and keep it sane.
     """
 
     def __init__(
@@ -78,8 +91,9 @@ class NHP(_DecoderPenalty):
         eps: float = 0.1,
         k: int = 2,
         batch_stats: BatchStats = "global",
+        dtype: str | None = None,
     ) -> None:
-        super().__init__(weight, activations, eps, k)
+        super().__init__(weight, activations, eps, k, dtype)
         self.batch_stats = batch_stats
 
     @property
@@ -89,13 +103,15 @@ class NHP(_DecoderPenalty):
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         lat = ctx.latents
         s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats))
-        return {"nhp": LF.nhp(ctx.activations(self.activations), lat.z, s, eps=self.eps, k=self.k)}
+        z, s = (lat.z, s) if self.dtype is None else (lat.z.to(self.dtype), s.to(self.dtype))
+        return {"nhp": LF.nhp(self._f(ctx), z, s, eps=self.eps, k=self.k).float()}
 
 
 @register_leg("hessian_penalty")
 class HessianPenalty(_DecoderPenalty):
     """Unnormalized Hessian penalty (Peebles et al. 2020), see :func:`functional.hessian_penalty`. Used by
-    naive Tripod together with the decoder's activation normalization (``activation_norm: true``)."""
+    naive Tripod together with the decoder's activation normalization (``activation_norm: true``).
+    ``dtype`` as for :class:`NHP`."""
 
     def __init__(
         self,
@@ -103,16 +119,17 @@ class HessianPenalty(_DecoderPenalty):
         activations: Sequence[str] = DEFAULT_ACTIVATIONS,
         eps: float = 0.1,
         k: int = 2,
+        dtype: str | None = None,
     ) -> None:
-        super().__init__(weight, activations, eps, k)
+        super().__init__(weight, activations, eps, k, dtype)
 
     @property
     def weights(self) -> dict[str, float]:
         return {"hessian_penalty": self.weight}
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
-        f = ctx.activations(self.activations)
-        return {"hessian_penalty": LF.hessian_penalty(f, ctx.latents.z, eps=self.eps, k=self.k)}
+        z = ctx.latents.z if self.dtype is None else ctx.latents.z.to(self.dtype)
+        return {"hessian_penalty": LF.hessian_penalty(self._f(ctx), z, eps=self.eps, k=self.k).float()}
 
 
 @register_leg("beta_tc")

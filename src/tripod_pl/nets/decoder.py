@@ -47,9 +47,7 @@ class Decoder(nn.Module):
         for i, width in enumerate(widths):
             last = i == stages - 1
             self.blocks.append(
-                nn.ModuleList(
-                    [ConditionedResidualBlock(width, cond_dim), ConditionedResidualBlock(width, cond_dim)]
-                )
+                nn.ModuleList([ConditionedResidualBlock(width, cond_dim), ConditionedResidualBlock(width, cond_dim)])
             )
             nxt = out_channels if last else widths[i + 1]
             self.upsamples.append(Upsample(width, nxt, normalize=activation_norm and not last))
@@ -73,5 +71,8 @@ class Decoder(nn.Module):
             acts[self.names[i + 1]] = x
         return [acts[n] for n in names]
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, names: Sequence[str] | None = None) -> Tensor | list[Tensor]:
+        """Image logits, or the activations ``names`` when given (see :meth:`activations`)."""
+        if names is not None:
+            return self.activations(z, names)
         return self.activations(z, ["x_logits"])[0]
