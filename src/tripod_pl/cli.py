@@ -10,6 +10,7 @@ The number of latents and the dataset size are taken from the data file (``data.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -38,6 +39,8 @@ def run(args: Sequence[str] | None = None) -> TripodCLI:
     User mistakes in data files end with a one-line error and exit status 2.
     """
     load_plugins()
+    # our training streams know their length per rank and worker; Lightning's generic warning does not apply
+    warnings.filterwarnings("ignore", message=r".*IterableDataset.* has `__len__` defined")
     try:
         return TripodCLI(
             TripodModule,
