@@ -153,51 +153,54 @@ def _grow(
     threshold: torch.Tensor,
     value: torch.Tensor,
 ) -> torch.Tensor:
-    """Grow n_trees trees for each column of y into the given arrays; returns per-tree importances."""
+    """Grow n_trees trees for each column of y into the given arrays; returns per-tree importances.
+
+    Entry arrays are int32 and gathers use `index_select` (several times faster on CPU than indexing).
+    """
     dev = ranks.device
     n, n_feat = ranks.shape
+    i32 = torch.int32
     n_all = n_trees * y.shape[1]  # trees of this batch; tree i belongs to target i // n_trees
     xlogx = torch.xlogy(*(torch.arange(n + 1, device=dev, dtype=torch.float64),) * 2)  # f on integers
     importance = torch.zeros(n_all, n_feat, dtype=torch.float64, device=dev)
 
     # bootstrap: the (tree, sample) entries drawn at least once, with their counts as weights
     draws = torch.randint(0, n, (n_all, n), generator=gen, device=dev)
-    counts = torch.zeros(n_all, n, dtype=torch.long, device=dev)
-    counts.scatter_add_(1, draws, torch.ones_like(draws))
-    e_slot, e_sample = torch.nonzero(counts, as_tuple=True)  # at depth 0 the slot is the tree
-    e_w = counts[e_slot, e_sample]
-    e_y = y[e_sample, e_slot // n_trees].long()
-    del draws, counts
+    counts = torch.zeros(n_all, n, dtype=i32, device=dev)
+    counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=i32))
+    del draws
+    flat = torch.nonzero(counts.reshape(-1))[:, 0]
+    e_w = _take(counts.reshape(-1), flat)
+    e_slot = (flat // n).to(i32)  # at depth 0 the slot is the tree
+    e_sample = (flat % n).to(i32)
+    e_y = _take(y.to(i32).T.reshape(-1), (e_slot // n_trees) * n + e_sample)
+    del counts, flat
 
     for depth in range(max_depth + 1):
         width = 2**depth  # slot = tree * width + index of the node within its level
         n_slots = n_all * width
-        class_w = torch.zeros(n_slots * c, dtype=torch.long, device=dev)
+        class_w = torch.zeros(n_slots * c, dtype=i32, device=dev)
         class_w.index_add_(0, e_slot * c + e_y, e_w)
         class_w = class_w.reshape(n_slots, c)
         value[:, width - 1 : 2 * width - 1] = class_w.reshape(n_all, width, c).float()
         if depth == max_depth:
             break
-        w_node = class_w.sum(1)
-        node_imp = xlogx[w_node] - xlogx[class_w].sum(1)  # n H(node), in nats
+        w_node = class_w.sum(1, dtype=i32)
+        node_imp = _take(xlogx, w_node) - _take(xlogx, class_w).sum(1)  # n H(node), in nats
         n_rows = torch.bincount(e_slot, minlength=n_slots)
         active = torch.nonzero((n_rows >= 2) & (node_imp > 1e-9 * w_node))[:, 0]
         n_active = active.numel()
         if n_active == 0:
             break
-        compact = torch.full((n_slots,), -1, dtype=torch.long, device=dev)
-        compact[active] = torch.arange(n_active, device=dev)
-        keep = torch.nonzero(compact[e_slot] >= 0)[:, 0]  # entries of nodes that stay leaves are done
-        e_slot, e_sample, e_w, e_y = e_slot[keep], e_sample[keep], e_w[keep], e_y[keep]
-        e_comp = compact[e_slot]
-        e_ranks = ranks[e_sample]  # E x F
-
-        cand, cand_ok = _draw_candidates(e_comp, e_ranks, n_active, m, gen)
-        best_imp, best_item_feat, best_thr = _best_splits(
-            e_comp, e_ranks, e_w, e_y, cand, cand_ok, class_w[active], xlogx
+        compact = torch.full((n_slots,), -1, dtype=i32, device=dev)
+        compact[active] = torch.arange(n_active, device=dev, dtype=i32)
+        e_comp = _take(compact, e_slot)
+        keep = torch.nonzero(e_comp >= 0)[:, 0]  # entries of nodes that stay leaves are done
+        e_slot, e_sample, e_w, e_y, e_comp = (_take(a, keep) for a in (e_slot, e_sample, e_w, e_y, e_comp))
+        best_imp, f_best, best_thr = _split_nodes(
+            e_comp, e_sample, e_w, e_y, ranks, class_w.index_select(0, active), xlogx, m, gen
         )
-        splits = torch.isfinite(best_imp)
-        f_best = torch.where(splits, best_item_feat, -1)
+        splits = f_best >= 0
         gain = torch.where(splits, (node_imp[active] - best_imp).clamp_min(0.0), 0.0)
         a_tree = active // width
         a_heap = width - 1 + active % width
@@ -206,121 +209,213 @@ def _grow(
         importance.index_put_((a_tree, f_best.clamp_min(0)), gain, accumulate=True)
 
         # route the entries of split nodes to their children (slot 2s or 2s+1 at the next level)
-        e_f = f_best[e_comp]
+        e_f = _take(f_best.to(i32), e_comp)
         go = torch.nonzero(e_f >= 0)[:, 0]
-        e_slot, e_sample, e_w, e_y, e_comp = e_slot[go], e_sample[go], e_w[go], e_y[go], e_comp[go]
-        r = ranks.reshape(-1)[e_sample * n_feat + e_f[go]]
-        e_slot = 2 * e_slot + (r > best_thr[e_comp]).long()
+        e_slot, e_sample, e_w, e_y, e_comp, e_f = (_take(a, go) for a in (e_slot, e_sample, e_w, e_y, e_comp, e_f))
+        r = _take(ranks.reshape(-1), e_sample * n_feat + e_f)
+        e_slot = 2 * e_slot + (r > _take(best_thr.to(i32), e_comp)).to(i32)
         if e_slot.numel() == 0:
             break
     return importance
 
 
-def _draw_candidates(
-    e_comp: torch.Tensor, e_ranks: torch.Tensor, n_active: int, m: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per node, the features sklearn's splitter evaluates: visit the features in a random order, stop after
-    `m` visits, constant features counting as visits, or later if all visited so far were constant.
-    Returns `cand` (n_active x m) and `ok` (whether the candidate is evaluated, i.e. not constant)."""
-    n_feat = e_ranks.shape[1]
-    dev = e_ranks.device
-    ref = torch.zeros(n_active, n_feat, dtype=e_ranks.dtype, device=dev)
-    ref[e_comp] = e_ranks  # the ranks of some entry of the node (any one will do)
-    differs = (e_ranks != ref[e_comp]).to(torch.int32)
-    varying = torch.zeros(n_active, n_feat, dtype=torch.int32, device=dev).index_add_(0, e_comp, differs) > 0
-    order = torch.argsort(torch.rand(n_active, n_feat, generator=gen, device=dev), dim=1)
-    varying = torch.gather(varying, 1, order)
-    cand, ok = order[:, :m].clone(), varying[:, :m].clone()
-    # all m visits constant: go on to the first varying feature of the order
-    late = ~ok.any(1) & varying.any(1)
-    first_varying = torch.argmax(varying.to(torch.int8), dim=1)
-    cand[:, 0] = torch.where(late, torch.gather(order, 1, first_varying[:, None])[:, 0], cand[:, 0])
-    ok[:, 0] |= late
-    return cand, ok
+def _take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`table[index]` for a 1-D table, through `index_select` (several times faster on CPU)."""
+    return table.index_select(0, index.reshape(-1)).reshape(index.shape)
 
 
-def _best_splits(
+def _split_nodes(
     e_comp: torch.Tensor,
-    e_ranks: torch.Tensor,
+    e_sample: torch.Tensor,
     e_w: torch.Tensor,
     e_y: torch.Tensor,
-    cand: torch.Tensor,
-    cand_ok: torch.Tensor,
+    ranks: torch.Tensor,
     node_counts: torch.Tensor,
     xlogx: torch.Tensor,
+    m: int,
+    gen: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per node, the lowest weighted child entropy `n_L H(L) + n_R H(R)` over its candidate features and
-    thresholds (inf where no split is valid), with the feature and threshold rank achieving it.
+    """Best split of each active node among the features sklearn's splitter evaluates: the features are
+    visited in a random order, `m` of them, constant ones counting as visits; if all `m` were constant the
+    visit goes on to the first non-constant one. A feature is constant in a node exactly when it offers no
+    valid threshold, so the search itself tells, and only such nodes need a further round.
+
+    Returns the lowest child impurity (inf where the node cannot be split), its feature (-1 there) and
+    threshold rank.
+    """
+    dev = e_comp.device
+    n_active = node_counts.shape[0]
+    n_feat = ranks.shape[1]
+    order = torch.argsort(torch.rand(n_active, n_feat, generator=gen, device=dev), dim=1).to(torch.int32)
+    best = torch.full((n_active,), math.inf, dtype=torch.float64, device=dev)
+    feat = torch.full((n_active,), -1, dtype=torch.long, device=dev)
+    thr = torch.zeros(n_active, dtype=torch.long, device=dev)
+    nodes = torch.arange(n_active, device=dev)  # nodes (compact ids) still searching
+    for lo in range(0, n_feat, m):
+        hi = min(lo + m, n_feat)
+        cand = order[nodes, lo:hi]  # n_nodes x k
+        # ranks of the entries on their node's candidates, E x k
+        rank = _take(ranks.reshape(-1), e_sample[:, None] * n_feat + cand.index_select(0, e_comp))
+        counts = node_counts.index_select(0, nodes)
+        n_rank = int(rank.max()) + 1
+        c = counts.shape[1]
+        dense = len(nodes) * (hi - lo) * n_rank * c <= 12 * rank.numel()  # the cheaper search, on CPU
+        search = _best_splits_dense if dense else _best_splits_sorted
+        child, child_thr = search(e_comp, rank, e_w, e_y, counts, xlogx, n_rank)  # n_nodes x k
+        finite = torch.isfinite(child)
+        if lo == 0:  # first visits: the best of the non-constant ones
+            k = child.argmin(1)
+        else:  # later visits: the first non-constant one
+            k = torch.argmax(finite.to(torch.int8), dim=1)
+        found = finite.any(1)
+        best[nodes] = torch.where(found, torch.gather(child, 1, k[:, None])[:, 0], math.inf)
+        feat[nodes] = torch.where(found, torch.gather(cand, 1, k[:, None])[:, 0].long(), -1)
+        thr[nodes] = torch.gather(child_thr, 1, k[:, None])[:, 0]
+        # nodes whose visited features were all constant go on with the next ones
+        late = torch.nonzero(~found)[:, 0]
+        if late.numel() == 0 or hi == n_feat:
+            break
+        position = torch.full((len(nodes),), -1, dtype=torch.int32, device=dev)
+        position[late] = torch.arange(late.numel(), device=dev, dtype=torch.int32)
+        e_comp = _take(position, e_comp)
+        keep = torch.nonzero(e_comp >= 0)[:, 0]
+        e_comp, e_sample, e_w, e_y = (_take(a, keep) for a in (e_comp, e_sample, e_w, e_y))
+        nodes = nodes[late]
+    return best, feat, thr
+
+
+def _best_splits_dense(
+    e_comp: torch.Tensor,
+    rank: torch.Tensor,
+    e_w: torch.Tensor,
+    e_y: torch.Tensor,
+    node_counts: torch.Tensor,
+    xlogx: torch.Tensor,
+    n_rank: int,
+    max_cells: int = 2**22,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As `_best_splits_sorted`, from dense (node, candidate, rank, class) weight histograms, whose
+    cumulative sums over ranks are the left children's class weights at every threshold. The cheaper
+    search when features have few distinct values; nodes go in chunks of at most `max_cells` cells.
+    Counts are int32 and the x log x terms float32 (their sums are compared, not accumulated)."""
+    dev = e_comp.device
+    i32 = torch.int32
+    n_nodes, c = node_counts.shape
+    k = rank.shape[1]
+    xlogx32 = xlogx.float()
+    w_node = node_counts.sum(1, dtype=i32)
+    best = torch.empty(n_nodes, k, dtype=torch.float64, device=dev)
+    thr = torch.empty(n_nodes, k, dtype=torch.long, device=dev)
+    per_chunk = max(1, max_cells // (k * n_rank * c))
+    # cell of each item: ((node * k + candidate) * n_rank + rank) * c + class, relative to the chunk
+    item_cell = (rank + torch.arange(k, device=dev, dtype=i32) * n_rank) * c + e_y[:, None]
+    node_cells = k * n_rank * c
+    for a0 in range(0, n_nodes, per_chunk):
+        a1 = min(a0 + per_chunk, n_nodes)
+        if a0 == 0 and a1 == n_nodes:
+            comp, cells, w = e_comp, item_cell, e_w
+        else:
+            sel = torch.nonzero((e_comp >= a0) & (e_comp < a1))[:, 0]
+            comp, cells, w = _take(e_comp, sel) - a0, item_cell.index_select(0, sel), _take(e_w, sel)
+        cells = cells + (comp * node_cells)[:, None]
+        hist = torch.zeros((a1 - a0) * node_cells, dtype=i32, device=dev)
+        hist.index_add_(0, cells.reshape(-1), w.repeat_interleave(k))
+        left = hist.reshape(a1 - a0, k, n_rank, c).cumsum(2, dtype=i32)  # class weights <= rank
+        s_left = _take(xlogx32, left).sum(3)
+        s_right = _take(xlogx32, node_counts[a0:a1, None, None, :] - left).sum(3)
+        n_left = left.sum(3, dtype=i32)
+        n_right = w_node[a0:a1, None, None] - n_left
+        child = _take(xlogx32, n_left) - s_left + _take(xlogx32, n_right) - s_right
+        child = torch.where((n_left > 0) & (n_right > 0), child, math.inf)
+        value, index = child.min(2)
+        best[a0:a1], thr[a0:a1] = value.double(), index
+    return best, thr
+
+
+def _best_splits_sorted(
+    e_comp: torch.Tensor,
+    rank: torch.Tensor,
+    e_w: torch.Tensor,
+    e_y: torch.Tensor,
+    node_counts: torch.Tensor,
+    xlogx: torch.Tensor,
+    n_rank: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each node and candidate feature (column of `rank`, the entries' ranks on the node's candidates),
+    the lowest weighted child entropy `n_L H(L) + n_R H(R)` over thresholds (inf where none is valid,
+    i.e. the feature is constant in the node) and the threshold rank achieving it (left: rank <= it).
 
     With integer weights `n H = f(n) - sum_c f(n_c)`, `f(x) = x log x` from a lookup table. The class sums
     need no class axis: sorted by (node, candidate, class, rank), each item (entry, candidate) gets the
     weight `r` of its class before it, and `f(r + w) - f(r)` telescopes, summed over the items at or below
     a threshold, to `sum_c f(n^L_c)`; counted from above, `sum_c f(n^R_c)`. Sorted again by (node,
     candidate, rank), cumulative sums give every threshold's child terms at the end of each run of equal
-    ranks, and a segmented minimum picks each node's best.
+    ranks, and a segmented minimum picks the best. Sort keys pack (segment, class, rank, weight) in
+    power-of-two fields, so that unpacking takes shifts, not divisions.
     """
     dev = e_comp.device
-    n_active, m = cand.shape
-    n_seg = n_active * m
-    c = node_counts.shape[1]
-    n_rank = int(e_ranks.max()) + 1
-    wb = int(e_w.max()).bit_length()  # bits that hold a weight, packed under the sort keys
-    seg = (e_comp[:, None] * m + torch.arange(m, device=dev)).reshape(-1)  # (node, candidate) segment
-    group = seg * c + e_y.repeat_interleave(m)  # (segment, class)
-    rank = torch.gather(e_ranks, 1, cand[e_comp]).reshape(-1).long()
-    w = e_w.repeat_interleave(m)
+    n_nodes, c = node_counts.shape
+    m = rank.shape[1]
+    n_seg = n_nodes * m
+    wb = int(e_w.max()).bit_length()
+    rb = max(1, (n_rank - 1).bit_length())
+    cb = max(1, (c - 1).bit_length())
+    wmask, rmask = (1 << wb) - 1, (1 << rb) - 1
+    seg = e_comp[:, None] * m + torch.arange(m, device=dev, dtype=torch.int32)  # (node, candidate)
+    group = ((seg << cb) | e_y[:, None]).reshape(-1)  # (segment, class)
     # segments and groups are contiguous after sorting; their first positions come from their sizes
-    group_size = torch.bincount(group, minlength=n_seg * c)
+    group_size = torch.bincount(group, minlength=n_seg << cb)
     group_start = torch.cumsum(group_size, 0) - group_size
-    seg_size = group_size.reshape(n_seg, c).sum(1)
+    seg_size = group_size.reshape(n_seg, 1 << cb).sum(1)
     seg_start = torch.cumsum(seg_size, 0) - seg_size
+    class_total = torch.zeros(n_nodes, 1 << cb, dtype=torch.long, device=dev)
+    class_total[:, :c] = node_counts
+    class_total = class_total.repeat_interleave(m, dim=0).reshape(-1)  # per (segment, class)
 
     # order 1: (segment, class, rank); r = weight of the item's class in its segment before the item
-    key1 = torch.sort(((group * n_rank + rank) << wb) | w).values
-    w1 = key1 & ((1 << wb) - 1)
-    key1 = key1 >> wb
-    g1, rank1 = key1 // n_rank, key1 % n_rank
+    key = ((group.long() << rb) | rank.reshape(-1)) << wb | e_w.repeat_interleave(m)
+    del group
+    key = torch.sort(key).values
+    w1 = key & wmask
+    key = key >> wb
+    rank1, g1 = key & rmask, key >> rb
     before = torch.cumsum(w1, 0) - w1
-    r = before - before[group_start[g1]]
-    r_up = node_counts.repeat_interleave(m, dim=0).reshape(-1)[g1] - r - w1  # same class, after the item
-    d_left = xlogx[r + w1] - xlogx[r]
-    d_right = xlogx[r_up + w1] - xlogx[r_up]
-    seg1 = g1 // c
-    del before, r, r_up, key1, group
+    r = before - _take(before, _take(group_start, g1))
+    r_up = _take(class_total, g1) - r - w1  # weight of the item's class after it
+    d_left = _take(xlogx, r + w1) - _take(xlogx, r)
+    d_right = _take(xlogx, r_up + w1) - _take(xlogx, r_up)
+    del before, r, r_up
+    key = (((g1 >> cb) << rb | rank1) << wb) | w1
+    del g1, rank1, w1
 
     # order 2: (segment, rank); a threshold after each run of equal ranks
-    key2, order2 = torch.sort((((seg1 * n_rank) + rank1) << wb) | w1)
-    w2 = key2 & ((1 << wb) - 1)
-    key2 = key2 >> wb
-    d_left, d_right = d_left[order2], d_right[order2]
-    seg2 = key2 // n_rank
-    start = seg_start[seg2]
+    key, order2 = torch.sort(key)
+    w2 = key & wmask
+    key = key >> wb
+    d_left, d_right = _take(d_left, order2), _take(d_right, order2)
+    del order2
+    seg2 = key >> rb
+    start = _take(seg_start, seg2)
     last_of_run = torch.ones_like(seg2, dtype=torch.bool)
-    last_of_run[:-1] = key2[1:] != key2[:-1]
+    last_of_run[:-1] = key[1:] != key[:-1]
 
     def seg_cumsum(v: torch.Tensor) -> torch.Tensor:
         cum = torch.cumsum(v, 0)
-        return cum - (cum - v)[start]
+        return cum - _take(cum - v, start)
 
     n_left = seg_cumsum(w2)
     s_left = seg_cumsum(d_left)
-    seg_total = torch.zeros(n_seg, dtype=torch.float64, device=dev).index_add_(0, seg2, d_right)
-    s_right = seg_total[seg2] - seg_cumsum(d_right)
-    node2 = seg2 // m
-    n_right = node_counts.sum(1)[node2] - n_left
-    child = xlogx[n_left] - s_left + xlogx[n_right] - s_right
-    valid = last_of_run & (n_right > 0) & cand_ok.reshape(-1)[seg2]
+    s_right = _take(torch.segment_reduce(d_right, "sum", lengths=seg_size), seg2) - seg_cumsum(d_right)
+    n_right = _take(node_counts.sum(1).repeat_interleave(m), seg2) - n_left
+    child = _take(xlogx, n_left) - s_left + _take(xlogx, n_right) - s_right
+    valid = last_of_run & (n_right > 0)
     child = torch.where(valid, child, math.inf)
 
     n_items = child.numel()
-    best = torch.full((n_active,), math.inf, dtype=torch.float64, device=dev)
-    best = best.scatter_reduce(0, node2, child, reduce="amin")
-    winner = torch.where(valid & (child == best[node2]), torch.arange(n_items, device=dev), n_items)
-    pick = torch.full((n_active,), n_items, dtype=torch.long, device=dev)
-    pick = pick.scatter_reduce(0, node2, winner, reduce="amin").clamp_max(n_items - 1)
-    best_feat = torch.gather(cand, 1, (seg2[pick] % m)[:, None])[:, 0]
-    best_thr = key2[pick] % n_rank
-    return best, best_feat, best_thr
+    best = torch.segment_reduce(child, "min", lengths=seg_size)  # inf for an empty segment
+    winner = torch.where(valid & (child == _take(best, seg2)), torch.arange(n_items, device=dev), n_items)
+    pick = torch.segment_reduce(winner.double(), "min", lengths=seg_size).long().clamp(0, n_items - 1)
+    return best.reshape(n_nodes, m), (_take(key, pick) & rmask).reshape(n_nodes, m)
 
 
 def _forest_importance(per_tree: torch.Tensor) -> torch.Tensor:
