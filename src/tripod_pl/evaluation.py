@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCALARS",
     "Evaluation",
+    "decode_latents",
     "encode_and_reconstruct",
     "evaluate_checkpoint",
     "evaluate_main",
@@ -131,6 +132,19 @@ def encode_and_reconstruct(
                 recons.append(r[: keep - start])
     empty = torch.empty(0, 3, *images.shape[1:3], device=device)
     return torch.cat(latents), torch.cat(psnr), torch.cat(recons) if recons else empty
+
+
+def decode_latents(model: Autoencoder, latents: Tensor, batch_size: int = 500) -> Tensor:
+    """Images in [-1, 1] (float32, N x 3 x H x W) decoded from ``latents`` in batches, like
+    :func:`encode_and_reconstruct`: eval mode, ``no_grad``, the model's device and dtype, no autocast."""
+    device, dtype = _device_of(model), _dtype_of(model)
+    with eval_mode(model), torch.autocast(device.type, enabled=False):
+        return torch.cat(
+            [
+                model.decode(latents[i : i + batch_size].to(device, dtype)).float()
+                for i in range(0, latents.shape[0], batch_size)
+            ]
+        )
 
 
 def evaluate_model(

@@ -15,8 +15,9 @@ model's device and logs
 Distributed runs: the subset is the same on every rank, so only global rank 0 encodes it (no sharded sampler,
 hence no padded duplicates) and computes the metrics; the other ranks wait in one broadcast that carries the
 scalars -- or rank 0's error, so that a failed evaluation stops every rank instead of leaving them waiting.
-Every rank decides to evaluate from ``global_step`` alone, so all of them reach the broadcast. Sharded
-strategies (FSDP, DeepSpeed) are refused: rank 0 cannot run the model alone there.
+Every rank decides to evaluate from ``global_step`` alone, so all of them reach the broadcast; an evaluation
+must finish within the process group's timeout (Lightning's default: 30 minutes). Sharded strategies (FSDP,
+DeepSpeed) are refused: rank 0 cannot run the model alone there.
 
 Example::
 
@@ -40,7 +41,7 @@ from torch import Tensor
 
 from tripod_pl.callbacks import figures
 from tripod_pl.data.transforms import to_float_images
-from tripod_pl.evaluation import Evaluation, encode_and_reconstruct, eval_mode, evaluate_model
+from tripod_pl.evaluation import Evaluation, decode_latents, encode_and_reconstruct, evaluate_model
 
 __all__ = ["EVAL_STEP_KEY", "EvaluationCallback"]
 
@@ -229,14 +230,7 @@ class EvaluationCallback(Callback):
             steps = torch.linspace(0, 1, self.traversal_steps, device=latents.device)
             values = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
             z = figures.traversal_latents(latents[:s], values, dims)
-            with eval_mode(model):
-                flat = z.reshape(-1, z.shape[-1])
-                decoded = torch.cat(
-                    [
-                        model.decode(flat[i : i + self.batch_size]).float()
-                        for i in range(0, flat.shape[0], self.batch_size)
-                    ]
-                )
+            decoded = decode_latents(model, z.reshape(-1, z.shape[-1]), self.batch_size)
             decoded = decoded.reshape(*z.shape[:3], *decoded.shape[1:])
             labels = figures.latent_labels(result.nmi, result.active, names)
             writer.add_figure("eval/traversals", figures.traversal_grid(decoded, [labels[j] for j in dims]), step)
