@@ -146,7 +146,9 @@ def balanced_log_loss(
     return _lbfgs(loss_and_grad, theta, max_iter=max_iter, tol=tol, history=history).double()
 
 
-def _lbfgs(fun, theta: torch.Tensor, max_iter: int, tol: float, history: int) -> torch.Tensor:
+def _lbfgs(
+    fun, theta: torch.Tensor, max_iter: int, tol: float, history: int, ftol: float = 1e-5, window: int = 10
+) -> torch.Tensor:
     """Batched L-BFGS with backtracking Armijo steps; rows of `theta` are independent problems.
 
     `fun(theta) -> (loss (K,), grad (K x P))`. Returns the final losses.
@@ -158,6 +160,7 @@ def _lbfgs(fun, theta: torch.Tensor, max_iter: int, tol: float, history: int) ->
     rho = torch.zeros(history, k, dtype=dtype, device=dev)  # 0 marks an empty or unusable pair
     gamma = torch.ones(k, dtype=dtype, device=dev)
     loss, grad = fun(theta)
+    loss_before = loss
     active = grad.abs().amax(1) > tol
     newest = -1
     for it in range(max_iter):
@@ -213,5 +216,8 @@ def _lbfgs(fun, theta: torch.Tensor, max_iter: int, tol: float, history: int) ->
         theta, grad = new_theta, new_grad
         loss = new_loss
         converged = (grad.abs().amax(1) <= tol) | (decrease <= 1e-12 * loss.abs().clamp_min(1.0)) | stalled
+        if (it + 1) % window == 0:  # slow tail: less than `ftol` gained over the last `window` steps
+            converged |= loss_before - loss < ftol
+            loss_before = loss
         active = active & ~converged
     return loss
