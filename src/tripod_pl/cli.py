@@ -13,6 +13,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from tripod_pl.callbacks.rng import RNGStateCallback
@@ -33,12 +35,18 @@ class TripodCLI(LightningCLI):
         parser.link_arguments("data.dataset_size", "model.dataset_size", apply_on="instantiate")
 
 
+#: the NumPy types in RNGStateCallback's saved generator state (an ndarray). Lightning 2.6 and LightningCLI
+#: read checkpoints with ``weights_only=True``; without these ``fit --ckpt_path`` fails with an UnpicklingError
+NUMPY_RNG_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
+
+
 def run(args: Sequence[str] | None = None) -> TripodCLI:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return it (tests inspect its trainer and model).
 
     User mistakes in data files end with a one-line error and exit status 2.
     """
     load_plugins()
+    torch.serialization.add_safe_globals(NUMPY_RNG_GLOBALS)
     # our training streams know their length per rank and worker; Lightning's generic warning does not apply
     warnings.filterwarnings("ignore", message=r".*IterableDataset.* has `__len__` defined")
     try:
