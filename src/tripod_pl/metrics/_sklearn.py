@@ -5,7 +5,8 @@ It computes the quantities of DESIGN §6 with sklearn's own estimators, as the T
 MI, continuous latents; `random_state=seed` fixes its tie-breaking noise), `LogisticRegression` (lbfgs,
 unpenalized, balanced class weights; `max_iter=1000, tol=1e-6` so that the fit is converged, where the
 paper's code stops at sklearn's default 100 iterations) scored by `log_loss` with the balanced sample
-weights, and `RandomForestClassifier(100, criterion="entropy", max_depth=10, random_state=seed)`.
+weights, and `RandomForestClassifier(100, criterion="entropy", max_depth=10, random_state=seed, n_jobs=-1)`
+(trees on threads, as in the paper's code; the kNN MI runs sequentially as there, not in joblib processes).
 The aggregation into scores is shared with the torch backend (`_common.py`).
 """
 
@@ -59,7 +60,7 @@ def infomec(sources, latents, discrete: bool, n_neighbors: int = 10, seed: int =
             mi = np.array([mutual_info_score(s[:, i], z_codes[:, j]) for j in range(n_z)])
         else:
             mi = mutual_info_classif(
-                z_std, s[:, i], discrete_features=False, n_neighbors=n_neighbors, random_state=seed, n_jobs=-1
+                z_std, s[:, i], discrete_features=False, n_neighbors=n_neighbors, random_state=seed
             )
         nmi[i] = mi / entropy
 

@@ -2,21 +2,24 @@
 
 They follow sklearn's `RandomForestClassifier(criterion="entropy", max_depth=10, max_features="sqrt")`:
 each tree is grown on a bootstrap sample (n draws with replacement, kept as integer sample weights); every
-node draws `max_features` features without replacement among those not constant in it and takes the
-threshold minimizing the weighted child entropy `n_L H(L) + n_R H(R)` (weights = bootstrap counts), among
-all midpoints between consecutive distinct training values; a node stops when it is pure, holds a single
-distinct sample, or sits at `max_depth`. A feature's importance in a tree is the total impurity decrease
-`n H(node) - n_L H(L) - n_R H(R)` of its splits, normalized per tree; the forest's is the mean over the
-trees that split at all, normalized again. Prediction averages the trees' leaf class distributions.
-The one difference from sklearn: thresholds are midpoints between consecutive distinct values of the whole
-training set, where sklearn uses those of the node's samples (they separate the training data identically).
+node visits its features in a random order, `max_features` of them (constant ones count as visits; if all
+were constant, on to the first non-constant one), and takes the threshold minimizing the weighted child
+entropy `n_L H(L) + n_R H(R)` (weights = bootstrap counts) among all midpoints between consecutive
+distinct values; a node stops when it is pure, holds a single distinct sample, or sits at `max_depth`.
+A feature's importance in a tree is the total impurity decrease `n H(node) - n_L H(L) - n_R H(R)` of its
+splits, normalized per tree; the forest's is the mean over the trees that split at all, normalized again.
+Prediction averages the trees' leaf class distributions. Differences from sklearn: thresholds are
+midpoints between consecutive distinct values of the whole training set, where sklearn uses those of the
+node's samples (both separate the training samples identically), and the random streams differ.
 
 How it runs on a device: the forests of several targets (sources) and all their trees are grown together,
 level by level. At each level the (tree, sample) pairs with non-zero bootstrap weight ("entries") are
-paired with their node's candidate features ("items"); two sorts of the items give every candidate split
-of every node with its child class counts reduced to `sum_c f(n_c)`, `f(x) = x log x`, without a class axis
-(see `_best_splits`). Loops run over levels and over batches of targets bounding memory, never per sample,
-node or tree.
+paired with their node's candidate features ("items"), and one of two exact searches scores every
+threshold of every candidate of every node at once: dense (node, candidate, value, class) histograms when
+features have few distinct values (quantized latents), or two sorts of the items that reduce the children's
+class counts to `sum_c f(n_c)`, `f(x) = x log x`, without a class axis (`_best_splits_sorted`). Loops run
+over levels, over the rare extra visits of nodes whose drawn features were all constant, and over batches
+of targets bounding memory; never per sample, node or tree.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ All quantities are in nats.
   Samples whose class occurs once are left out; a negative estimate is clipped to 0 (as sklearn does).
   The latent is one-dimensional, so neighbours come from sorting: the k_n nearest neighbours of a point
   together with it form a contiguous window of the class-sorted values, and the neighbour counts come
-  from `searchsorted` on the sorted latent. No distance matrix is formed.
+  from `searchsorted` on the sorted latent. No distance matrix is formed. Like sklearn, ties are broken
+  by adding noise of scale 1e-10 (seeded, so the result is deterministic).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def plugin_entropy(codes: torch.Tensor, n_codes: torch.Tensor) -> torch.Tensor:
 def histogram_mi(s_codes: torch.Tensor, s_n: torch.Tensor, z_codes: torch.Tensor, z_n: torch.Tensor) -> torch.Tensor:
     """Plug-in MI between every source column and every latent column of integer codes; returns K x L.
 
-    The joint histograms of all pairs are one `bincount` over (source value, latent value) cells laid out
-    as a (sum of source sizes) x (sum of latent sizes) table.
+    The joint histograms of all pairs are counted, one `bincount` per source, into a single
+    (sum of source sizes) x (sum of latent sizes) table of (source value, latent value) cells.
     """
     n, k = s_codes.shape
     n_lat = z_codes.shape[1]
