@@ -84,3 +84,51 @@ def test_resumed_run_continues_exactly(tmp_path, tiny_h5, n, batch_size):
     # the steps before the restart agree too (same seed), and the losses vary (the comparison means something)
     torch.testing.assert_close(torch.tensor([b[s] for s in range(n)]), torch.tensor([a[s] for s in range(n)]))
     assert len(set(a.values())) > 1
+
+
+def test_sigterm_saves_last_checkpoint_and_fit_resumes_from_it(tmp_path, tiny_h5):
+    """``python -m tripod_pl fit`` SIGTERMed mid-run leaves a complete last.ckpt; ``--ckpt_path last`` resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = config(tmp_path, tiny_h5, every=2)
+    ckpts = tmp_path / "ckpts"
+    doc = yaml.safe_load(cfg.read_text())
+    doc["trainer"]["callbacks"][0]["init_args"].update(save_last=False, dirpath=str(ckpts))
+    doc["trainer"]["logger"] = False
+    cfg.write_text(yaml.safe_dump(doc))
+    base = [sys.executable, "-m", "tripod_pl", "fit", "--config", str(cfg), f"--trainer.default_root_dir={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    proc = subprocess.Popen([*base, "--trainer.max_steps=100000"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not list(ckpts.glob("*step=4.ckpt")):  # a few steps done
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "no step checkpoint in time"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    last = ckpts / "last.ckpt"
+    assert last.exists(), out
+    assert not list(ckpts.glob(".*.tmp")), "temporary checkpoint left behind"
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert 4 <= step < 1000, out
+
+    before = {p.name: p.stat().st_mtime_ns for p in ckpts.glob("epoch=*-step=*.ckpt")}
+    done = subprocess.run([*base, f"--trainer.max_steps={step + 3}", "--ckpt_path=last"], env=env, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert f"max_steps={step + 3}" in done.stdout, done.stdout[-3000:]
+    # the resumed run started at ``step``: the step checkpoints up to it are untouched (a run from scratch would
+    # rewrite them), the ones after it are new and hold their step
+    after = {p.name: p.stat().st_mtime_ns for p in ckpts.glob("epoch=*-step=*.ckpt")}
+    for name, mtime in before.items():
+        assert after[name] == mtime, name
+    new = sorted(int(p.split("step=")[1].split(".")[0]) for p in set(after) - set(before))
+    assert new and new[0] > step and new[-1] <= step + 3, (step, new)
+    final = next(ckpts.glob(f"epoch=*-step={new[-1]}.ckpt"))
+    assert torch.load(final, map_location="cpu", weights_only=False)["global_step"] == new[-1]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from tripod_pl.callbacks.interrupt import InterruptCheckpoint
 from tripod_pl.callbacks.rng import RNGStateCallback
 from tripod_pl.data import DatasetError, HDF5DataModule
 from tripod_pl.legs.registry import load_plugins
@@ -31,6 +32,8 @@ class TripodCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # always on: every rank's RNG states travel in the checkpoints (exact resume)
         parser.add_lightning_class_args(RNGStateCallback, "rng_state")
+        # always on: SIGTERM / Ctrl-C save a resumable last.ckpt (atomically) before the process ends
+        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt_checkpoint")
         parser.link_arguments("data.num_sources", "model.num_sources", apply_on="instantiate")
         parser.link_arguments("data.dataset_size", "model.dataset_size", apply_on="instantiate")
 
