@@ -31,9 +31,11 @@ def config(tmp_path: Path, data: str, every: int, batch_size: int = 16) -> Path:
         enable_model_summary=False,
         logger={"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
     )
+    # the checkpointing only (the config's evaluation callbacks are not what this is about)
+    cfg["trainer"]["callbacks"] = [c for c in cfg["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
     cfg["trainer"]["callbacks"][0]["init_args"]["every_n_train_steps"] = every
     cfg["model"].update(TINY)
-    cfg["data"].update(path=data, num_workers=0, batch_size=batch_size, generate_if_missing=False)
+    cfg["data"].update(path=data, num_workers=0, batch_size=batch_size, generate_if_missing=False, eval_size=120)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -86,6 +88,7 @@ def test_resumed_run_continues_exactly(tmp_path, tiny_h5, n, batch_size):
     assert len(set(a.values())) > 1
 
 
+@pytest.mark.slow  # two subprocess runs: ~30-60 s on the shared 2-core machine
 def test_sigterm_saves_last_checkpoint_and_fit_resumes_from_it(tmp_path, tiny_h5):
     """``python -m tripod_pl fit`` SIGTERMed mid-run leaves a complete last.ckpt; ``--ckpt_path last`` resumes."""
     import os
