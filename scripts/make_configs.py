@@ -59,7 +59,7 @@ def methods(h: dict) -> dict[str, tuple[str, dict]]:
     }
 
 
-def trainer(root: str, max_steps: int, every: int) -> dict:
+def trainer(root: str, max_steps: int, every: int, psnr: float, eval_every: int | None = None) -> dict:
     return {
         "max_steps": max_steps,
         "gradient_clip_val": 1.0,
@@ -72,7 +72,15 @@ def trainer(root: str, max_steps: int, every: int) -> dict:
             {
                 "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                 "init_args": {"save_last": True, "every_n_train_steps": every, "save_top_k": -1},
-            }
+            },
+            {
+                "class_path": "tripod_pl.callbacks.EvaluationCallback",
+                "init_args": {"every_n_steps": eval_every or every},
+            },
+            {
+                "class_path": "tripod_pl.callbacks.BestInfoMCheckpoint",
+                "init_args": {"psnr_threshold": psnr},
+            },
         ],
     }
 
@@ -88,7 +96,7 @@ def all_configs() -> dict[Path, str]:
         for method, (description, model) in methods(h).items():
             config = {
                 "seed_everything": 0,
-                "trainer": trainer(f"runs/{dataset}/{method}", max_steps=250_000, every=10_000),
+                "trainer": trainer(f"runs/{dataset}/{method}", max_steps=250_000, every=10_000, psnr=h["psnr"]),
                 "model": {**model, "lr": 2.0e-4},
                 "data": {"path": f"data/{dataset}.h5", "batch_size": 64, "num_workers": 2},
             }
@@ -102,7 +110,7 @@ def all_configs() -> dict[Path, str]:
             out[ROOT / dataset / f"{method}.yaml"] = render(comment, config)
     quick = {
         "seed_everything": 0,
-        "trainer": {**trainer("runs/quickstart", max_steps=600, every=200), "limit_val_batches": 4,
+        "trainer": {**trainer("runs/quickstart", max_steps=600, every=200, psnr=20.0), "limit_val_batches": 4,
                     "log_every_n_steps": 10},
         "model": {
             "bottleneck": leg("FSQ", n_q=12),
@@ -112,7 +120,13 @@ def all_configs() -> dict[Path, str]:
             "cond_dim": 64,
             "lr": 1.0e-3,
         },
-        "data": {"path": "data/procedural.h5", "batch_size": 32, "num_workers": 1, "generate_if_missing": True},
+        "data": {
+            "path": "data/procedural.h5",
+            "batch_size": 32,
+            "num_workers": 1,
+            "generate_if_missing": True,
+            "eval_size": 2000,
+        },
     }
     comment = (
         "Quickstart: Tripod on the built-in procedural dataset (made on first use), small enough for a laptop CPU.\n"

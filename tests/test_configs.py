@@ -53,6 +53,7 @@ def test_every_config_trains_a_few_steps(config, tiny_h5, tmp_path):
             f"--data.path={tiny_h5}",
             "--data.batch_size=16",
             "--data.num_workers=0",
+            "--data.eval_size=100",
             "--trainer.max_steps=2",
             "--trainer.val_check_interval=2",
             "--trainer.limit_val_batches=1",

@@ -67,8 +67,21 @@ def run(args: Sequence[str] | None = None) -> TripodCLI:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Console-script entry point of ``tripod-train``."""
-    run(args)
+    """Console-script entry point of ``tripod-train``: LightningCLI's ``fit|validate|test|predict``, plus
+    ``evaluate --ckpt_path CKPT [--data.path H5]`` (InfoMEC, DCI and PSNR of a checkpoint as JSON + Markdown)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["evaluate"]:
+        from tripod_pl.evaluation import evaluate_main
+
+        load_plugins()
+        torch.serialization.add_safe_globals(NUMPY_RNG_GLOBALS)
+        try:
+            evaluate_main(argv[1:])
+        except DatasetError as err:
+            print(f"tripod-train evaluate: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
+    run(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
