@@ -135,3 +135,26 @@ def test_sigterm_saves_last_checkpoint_and_fit_resumes_from_it(tmp_path, tiny_h5
     assert new and new[0] > step and new[-1] <= step + 3, (step, new)
     final = next(ckpts.glob(f"epoch=*-step={new[-1]}.ckpt"))
     assert torch.load(final, map_location="cpu", weights_only=False)["global_step"] == new[-1]
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    """Lightning 2.6's TorchCheckpointIO (used by ModelCheckpoint and trainer.save_checkpoint) writes through an
+    fsspec transaction: a write that dies halfway leaves the previous file intact, never a truncated one."""
+    from fsspec.implementations.local import LocalFileOpener
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    io = TorchCheckpointIO()
+    io.save_checkpoint({"global_step": 1, "w": torch.zeros(1000)}, path)
+    real_write = LocalFileOpener.write
+
+    def dies_halfway(self, data):
+        real_write(self, bytes(data)[: len(data) // 2])
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(LocalFileOpener, "write", dies_halfway)
+    with pytest.raises(OSError, match="killed"):
+        io.save_checkpoint({"global_step": 2, "w": torch.ones(1000)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
