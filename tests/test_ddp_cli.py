@@ -36,7 +36,7 @@ def test_two_process_cpu_ddp_fit(tmp_path, tiny_h5):
     done = subprocess.run(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=540)
     assert done.returncode == 0, done.stdout[-4000:]
-    ckpt_dir = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    ckpt_dir = tmp_path / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     assert last.exists(), sorted(p.name for p in tmp_path.rglob("*"))
     ckpt = torch.load(last, map_location="cpu", weights_only=False)

@@ -33,7 +33,7 @@ def test_notebook_runs_on_a_tiny_checkpoint(tmp_path, tiny_h5, venv_kernel, monk
     cfg = config(tmp_path, tiny_h5, every=2)
     root = tmp_path / "run"
     fit(cfg, root, 2)
-    ckpts = root / "lightning_logs" / "version_0" / "checkpoints"
+    ckpts = root / "checkpoints"
     monkeypatch.setenv("TRIPOD_CKPT", str(ckpts / "last.ckpt"))
     monkeypatch.setenv("TRIPOD_CKPT_B", str(ckpts / "epoch=0-step=2.ckpt"))
     monkeypatch.setenv("TRIPOD_EVAL_SIZE", "120")

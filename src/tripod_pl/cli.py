@@ -9,16 +9,19 @@ The number of latents and the dataset size are taken from the data file (``data.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-import torch
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from tripod_pl.callbacks.interrupt import InterruptCheckpoint
 from tripod_pl.callbacks.rng import RNGStateCallback
+from tripod_pl.callbacks.selection import BestInfoMCheckpoint
 from tripod_pl.data import DatasetError, HDF5DataModule
 from tripod_pl.legs.registry import load_plugins
 from tripod_pl.module import TripodModule
@@ -27,7 +30,18 @@ __all__ = ["TripodCLI", "main", "run"]
 
 
 class TripodCLI(LightningCLI):
-    """LightningCLI for :class:`TripodModule` and :class:`HDF5DataModule`."""
+    """LightningCLI for :class:`TripodModule` and :class:`HDF5DataModule`.
+
+    Checkpoints without an explicit ``dirpath`` go to ``<default_root_dir>/checkpoints`` (not into the
+    logger's ``version_N`` folder), so a resumed run (``fit --ckpt_path last``) finds the interrupted one's.
+    """
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        for callback in trainer.callbacks:
+            if isinstance(callback, (ModelCheckpoint, BestInfoMCheckpoint)) and callback.dirpath is None:
+                callback.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+        return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # always on: every rank's RNG states travel in the checkpoints (exact resume)
@@ -38,18 +52,12 @@ class TripodCLI(LightningCLI):
         parser.link_arguments("data.dataset_size", "model.dataset_size", apply_on="instantiate")
 
 
-#: the NumPy types in RNGStateCallback's saved generator state (an ndarray). Lightning 2.6 and LightningCLI
-#: read checkpoints with ``weights_only=True``; without these ``fit --ckpt_path`` fails with an UnpicklingError
-NUMPY_RNG_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
-
-
 def run(args: Sequence[str] | None = None) -> TripodCLI:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return it (tests inspect its trainer and model).
 
     User mistakes in data files end with a one-line error and exit status 2.
     """
     load_plugins()
-    torch.serialization.add_safe_globals(NUMPY_RNG_GLOBALS)
     # our training streams know their length per rank and worker; Lightning's generic warning does not apply
     warnings.filterwarnings("ignore", message=r".*IterableDataset.* has `__len__` defined")
     try:
@@ -74,7 +82,6 @@ def main(args: Sequence[str] | None = None) -> None:
         from tripod_pl.evaluation import evaluate_main
 
         load_plugins()
-        torch.serialization.add_safe_globals(NUMPY_RNG_GLOBALS)
         try:
             evaluate_main(argv[1:])
         except DatasetError as err:

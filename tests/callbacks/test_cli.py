@@ -56,10 +56,10 @@ def test_cli_run_logs_evaluations_to_tensorboard_and_keeps_the_best_checkpoint(t
     assert {"eval/nmi", "eval/reconstructions", "eval/traversals", "eval/latent_histograms"} <= set(tags["images"])
     assert "eval/best_infom" in tags["scalars"]
 
-    best = run_dir / "checkpoints" / "best-infom.ckpt"
+    best = tmp_path / "checkpoints" / "best-infom.ckpt"
     assert best.exists()
     metrics = evaluate_main(["--ckpt_path", str(best), "--device", "cpu"])
-    stored = json.loads((run_dir / "checkpoints" / "best-infom.metrics.json").read_text())
+    stored = json.loads((tmp_path / "checkpoints" / "best-infom.metrics.json").read_text())
     assert stored["infom"] == metrics["infom"] and stored["num_samples"] == 120
     logged = {e.step: e.value for e in events.Scalars("eval/infom")}
     assert metrics["infom"] == pytest.approx(logged[metrics["global_step"]], abs=1e-6)

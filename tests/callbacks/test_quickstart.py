@@ -37,11 +37,11 @@ def test_quickstart_run_shows_the_evaluation_in_tensorboard(tmp_path):
         assert [e.step for e in events.Images(name)] == steps, name
     assert "eval/latents/z0" in tags["histograms"]
 
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = tmp_path / "checkpoints" / "last.ckpt"
     metrics = evaluate_main(["--ckpt_path", str(last)])
     assert metrics["global_step"] == steps[-1] and metrics["num_samples"] == 10_000
     logged = events.Scalars("eval/infom")[-1].value
     assert metrics["infom"] == pytest.approx(logged, abs=1e-4)  # same weights, same subset, same metric
-    stored = json.loads((run_dir / "checkpoints" / "last.metrics.json").read_text())
+    stored = json.loads((tmp_path / "checkpoints" / "last.metrics.json").read_text())
     assert stored["infom"] == metrics["infom"]
-    assert (run_dir / "checkpoints" / "last.metrics.md").read_text().startswith("# Evaluation of `last.ckpt`")
+    assert (tmp_path / "checkpoints" / "last.metrics.md").read_text().startswith("# Evaluation of `last.ckpt`")
