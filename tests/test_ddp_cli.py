@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
 from .test_resume import config
 
-pytestmark = pytest.mark.slow
+# in the default suite: the issue requires this to run in CI
 
 
 def test_two_process_cpu_ddp_fit(tmp_path, tiny_h5):
