@@ -180,9 +180,9 @@ def test_eval_subset_is_at_most_the_whole_file(small_h5: str) -> None:
 def test_generate_if_missing(tmp_path: Path, monkeypatch) -> None:
     small = partial(generate_procedural, factor_sizes={name: 2 for name in SMALL_FACTORS})
     monkeypatch.setattr(datamodule_module, "generate_procedural", small)
-    path = str(tmp_path / "new.h5")
+    path = str(tmp_path / "data" / "new.h5")  # a folder that does not exist yet, as data/ in a fresh clone
     dm = HDF5DataModule(path, batch_size=4, num_workers=0, generate_if_missing=True)
-    assert dm.info.num_images == 128 and os.listdir(tmp_path) == ["new.h5"]
+    assert dm.info.num_images == 128 and os.listdir(tmp_path / "data") == ["new.h5"]
     stamp = os.stat(path).st_mtime_ns
     HDF5DataModule(path, batch_size=4, num_workers=0, generate_if_missing=True)
     assert os.stat(path).st_mtime_ns == stamp

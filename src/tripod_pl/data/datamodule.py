@@ -98,6 +98,7 @@ class HDF5DataModule(L.LightningDataModule):
             raise ValueError("batch_size must be positive, num_workers and eval_size non-negative")
         self.path = os.fspath(path)
         if generate_if_missing and not Path(self.path).exists():
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)  # e.g. data/ in a fresh clone
             generate_procedural(self.path)
         self.info: DatasetInfo = read_info(self.path)
         self.block_rows = block_rows or default_block_rows(image_chunk_rows(self.path))
