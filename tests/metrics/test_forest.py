@@ -137,8 +137,8 @@ def test_batches_of_targets_do_not_change_what_each_forest_learns():
     rng = np.random.default_rng(0)
     x = torch.as_tensor(rng.standard_normal((400, 5)))
     y = torch.as_tensor(rng.integers(0, 3, (400, 3)))
-    one = F.fit_forests(x, y, torch.tensor([3, 3, 3]), n_trees=10, batch_size=1)
-    threaded = F.fit_forests(x, y, torch.tensor([3, 3, 3]), n_trees=10, batch_size=1, workers=2)
+    one = F.fit_forests(x, y, torch.tensor([3, 3, 3]), n_trees=10, trees_per_task=4)
+    threaded = F.fit_forests(x, y, torch.tensor([3, 3, 3]), n_trees=10, trees_per_task=4, workers=2)
     assert torch.equal(one.importance, threaded.importance) and torch.equal(one.feature, threaded.feature)
 
 

@@ -62,7 +62,8 @@ def dci(
         importance = np.zeros((z.shape[1], s.shape[1]))
         accuracy = np.ones(s.shape[1])
         if len(keep):
-            # on CPU one forest per worker thread (sklearn's n_jobs strategy); on a GPU all in one batch
+            # on CPU tasks of 10 trees on worker threads (sklearn's n_jobs strategy; small tasks stay in
+            # cache and balance the workers); on a GPU all forests in one batch
             on_cpu = dev.type == "cpu"
             forests = fit_forests(
                 z[train],
@@ -71,7 +72,7 @@ def dci(
                 n_trees=n_estimators,
                 max_depth=max_depth,
                 seed=seed,
-                batch_size=1 if on_cpu else None,
+                trees_per_task=10 if on_cpu else None,
                 workers=n_threads if on_cpu else 1,
             )
             pred = forests.predict(z[test])

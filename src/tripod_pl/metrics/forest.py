@@ -101,15 +101,19 @@ def fit_forests(
     max_features: int | None = None,
     seed: int = 0,
     max_items: int | None = None,
-    batch_size: int | None = None,
+    trees_per_task: int | None = None,
     workers: int = 1,
 ) -> Forests:
     """Grow one random forest per column of `y` (N x K class codes, column k < n_classes[k]) on `x`.
 
-    `max_features` defaults to `floor(sqrt(F))` (sklearn's "sqrt"). The targets' forests grow in batches
-    of `batch_size` targets (default: as many as keep the (entry, candidate) pairs of a level under
-    `max_items`, 2**22 on CPU, 2**27 on GPU), each batch with its own generator seeded from `seed` and its
-    first target, on `workers` threads.
+    `max_features` defaults to `floor(sqrt(F))` (sklearn's "sqrt"). The work is split into tasks, each
+    with its own generator seeded from `seed` and the task's first target and tree, so that results do
+    not depend on `workers`, the number of threads running the tasks:
+
+    - `trees_per_task` set: tasks of that many trees of one target (on CPU, with single-threaded ops,
+      small tasks keep the workers balanced);
+    - otherwise: all trees of as many targets as keep the (entry, candidate) pairs of a level under
+      `max_items` (default 2**22 on CPU, 2**27 on GPU), to fill a GPU.
     """
     dev = x.device
     n, n_feat = x.shape
@@ -121,26 +125,36 @@ def fit_forests(
     ranks = apply_bins(x, edges).to(torch.int32)  # N x F
     c = int(n_classes.max())
     n_nodes = 2 ** (max_depth + 1) - 1
-    per_batch = batch_size or max(1, min(k_targets, max_items // max(1, n_trees * n * m)))
     feature = torch.full((k_targets * n_trees, n_nodes), -1, dtype=torch.long, device=dev)
     threshold = torch.zeros(k_targets * n_trees, n_nodes, dtype=torch.long, device=dev)
     value = torch.zeros(k_targets * n_trees, n_nodes, c, dtype=torch.float32, device=dev)
-    importance = torch.zeros(k_targets, n_feat, dtype=torch.float64, device=dev)
+    per_tree = torch.zeros(k_targets * n_trees, n_feat, dtype=torch.float64, device=dev)
 
-    def grow_batch(k0: int) -> None:
-        k1 = min(k0 + per_batch, k_targets)
-        rows = slice(k0 * n_trees, k1 * n_trees)
-        gen = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + k0)
-        imp = _grow(ranks, y[:, k0:k1], c, n_trees, max_depth, m, gen, feature[rows], threshold[rows], value[rows])
-        importance[k0:k1] = _forest_importance(imp.reshape(k1 - k0, n_trees, n_feat))
+    if trees_per_task:  # (target, first tree, trees)
+        tasks = [
+            (k, t, 1, min(trees_per_task, n_trees - t))
+            for k in range(k_targets)
+            for t in range(0, n_trees, trees_per_task)
+        ]
+    else:  # (first target, tree 0, targets)
+        per_batch = max(1, min(k_targets, max_items // max(1, n_trees * n * m)))
+        tasks = [(k, 0, min(per_batch, k_targets - k), n_trees) for k in range(0, k_targets, per_batch)]
 
-    batches = range(0, k_targets, per_batch)
-    if workers > 1 and len(batches) > 1:
+    def run(task: tuple[int, int, int, int]) -> None:
+        k0, t0, n_targets, trees = task
+        rows = slice(k0 * n_trees + t0, (k0 + n_targets - 1) * n_trees + t0 + trees)  # contiguous: see tasks
+        gen = torch.Generator(device=dev).manual_seed((seed * 1_000_003 + k0) * 10_007 + t0)
+        per_tree[rows] = _grow(
+            ranks, y[:, k0 : k0 + n_targets], c, trees, max_depth, m, gen, feature[rows], threshold[rows], value[rows]
+        )
+
+    if workers > 1 and len(tasks) > 1:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(grow_batch, batches))
+            list(pool.map(run, tasks))
     else:
-        for k0 in batches:
-            grow_batch(k0)
+        for task in tasks:
+            run(task)
+    importance = _forest_importance(per_tree.reshape(k_targets, n_trees, n_feat))
     return Forests(edges, feature, threshold, value, importance, k_targets, max_depth)
 
 
