@@ -1,6 +1,6 @@
-"""Input handling shared by the metrics: device choice, label coding, standardization, quantiles.
-
-Nothing here is a metric; these are the preprocessing steps of DESIGN §6 written once for the torch backend.
+"""What both backends share: input handling (device, label codes, standardization, quantiles, the split),
+the guards for degenerate inputs, and the final formulas of DESIGN §6 that turn an NMI matrix into InfoM and
+InfoC and an importance matrix into D and C. The estimators themselves live in their own modules.
 """
 
 from __future__ import annotations

@@ -10,12 +10,14 @@ i.e. sklearn's `class_weight="balanced"` (weights n / (C * N_c)) normalized to s
 the same total weight 1/C), so `H_null = log C` exactly.
 
 Every source is fitted at once: the K problems are padded to the largest class count (padded classes get
-logit -inf) and solved by one batched L-BFGS whose curvature pairs, step lengths (backtracking Armijo) and
-stopping tests are kept per problem. The objective is convex, so `s.y >= 0` holds without a Wolfe search.
+probability 0) and solved by one batched L-BFGS whose curvature pairs, step lengths (backtracking Armijo)
+and stopping tests are kept per problem. The objective is convex, so `s.y >= 0` holds without a Wolfe
+search. A problem stops when its largest gradient entry is below `tol`, or when it gained less than 1e-5
+nats over 10 steps (the slow tail of quasi-separable one-hot problems; InfoE moves by < 1e-4 after it).
+Arithmetic is float32 (the loss is wanted to ~1e-4, not to machine precision).
 
-Two feature layouts share the solver: dense features (`x W`, a matmul) and one-hot codes of discrete latents,
-where `x W` is the sum of one row of `W` per latent (an `embedding_bag`) instead of a product with a mostly
-zero N x (sum of latent sizes) matrix.
+One-hot features of discrete latents are held as a dense N x (sum of latent sizes) matrix when that is
+small, else as indices whose `x W` is a sum of one row of `W` per latent (`embedding_bag`).
 """
 
 from __future__ import annotations
