@@ -146,7 +146,7 @@ class TripodModule(L.LightningModule):
             on_step=training,
             on_epoch=not training,
             batch_size=x.shape[0],
-            sync_dist=not training,
+            sync_dist=True,  # terms averaged over DDP ranks, training steps included
             prog_bar=False,
         )
         if training:
