@@ -39,7 +39,7 @@ def test_quickstart_run_shows_the_evaluation_in_tensorboard(tmp_path):
 
     last = tmp_path / "checkpoints" / "last.ckpt"
     metrics = evaluate_main(["--ckpt_path", str(last)])
-    assert metrics["global_step"] == steps[-1] and metrics["num_samples"] == 10_000
+    assert metrics["global_step"] == steps[-1] and metrics["num_samples"] == config["data"].get("eval_size", 10_000)
     logged = events.Scalars("eval/infom")[-1].value
     assert metrics["infom"] == pytest.approx(logged, abs=1e-4)  # same weights, same subset, same metric
     stored = json.loads((tmp_path / "checkpoints" / "last.metrics.json").read_text())
