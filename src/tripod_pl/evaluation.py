@@ -285,8 +285,7 @@ def evaluate_checkpoint(
 
     device = device or _default_device()
     ckpt = _read_checkpoint(ckpt_path)
-    # the checkpoint holds RNG states as NumPy arrays besides tensors: weights_only loading would refuse it
-    model = TripodModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=False).eval()
+    model = TripodModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True).eval()
     images, sources = data.eval_subset()
     result = evaluate_model(model, images, sources, dci=dci, backend=backend, batch_size=batch_size)
     metrics: dict[str, Any] = {
@@ -375,9 +374,9 @@ def _peek_ckpt_path(argv: Sequence[str]) -> str | None:
 
 
 def _read_checkpoint(ckpt_path: str) -> dict[str, Any]:
-    """A checkpoint's contents, memory-mapped (the weights are not read). Checkpoints hold more than tensors
-    (RNG states, hyper-parameters), so this unpickles them as Lightning does: load only checkpoints you trust."""
-    return torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    """A checkpoint's contents, memory-mapped (the weights are not read), loaded ``weights_only``: tensors and
+    plain data only, never arbitrary pickled objects."""
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def _stored_datamodule_hparams(ckpt_path: str) -> dict[str, Any]:
