@@ -110,7 +110,7 @@ def all_configs() -> dict[Path, str]:
             out[ROOT / dataset / f"{method}.yaml"] = render(comment, config)
     quick = {
         "seed_everything": 0,
-        "trainer": {**trainer("runs/quickstart", max_steps=400, every=200, psnr=20.0), "limit_val_batches": 4,
+        "trainer": {**trainer("runs/quickstart", max_steps=400, every=200, psnr=15.0), "limit_val_batches": 4,
                     "log_every_n_steps": 10},
         "model": {
             "bottleneck": leg("FSQ", n_q=12),

@@ -88,7 +88,7 @@ def main(args: Sequence[str] | None = None) -> None:
             print(f"tripod-train evaluate: error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
         return
-    run(argv)
+    run(args)  # None: LightningCLI reads sys.argv itself (passing it too makes it warn)
 
 
 if __name__ == "__main__":  # pragma: no cover

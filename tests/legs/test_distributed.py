@@ -91,4 +91,40 @@ def test_batch_stats_must_be_global_or_local():
 
     with pytest.raises(ValueError, match="batch_stats"):
         gather_batch(torch.zeros(2, 2), "everywhere")
+    t = torch.zeros(3, 2)
+    assert gather_batch(t)[0] is t and gather_batch(t)[1] == slice(0, 3)
     assert NHP(batch_stats="local").batch_stats == "local"
+
+
+def _uneven_worker(rank: int, world: int, port: int, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        from tripod_pl.legs.distributed import gather_batch
+
+        t = torch.full((2 + rank, 3), float(rank), requires_grad=True)  # ranks hold 2 and 3 rows
+        full, rows = gather_batch(t)
+        (full * torch.arange(1.0, full.shape[0] + 1)[:, None]).sum().backward()
+        queue.put((rank, full.detach(), rows, t.grad))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_with_different_batch_sizes_gather_without_padding_rows():
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = 29500 + (os.getpid() + 500) % 1000
+    procs = [ctx.Process(target=_uneven_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict((r[0], r[1:]) for r in (queue.get(timeout=120), queue.get(timeout=120)))
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    expected = torch.tensor([[0.0] * 3] * 2 + [[1.0] * 3] * 3)
+    for rank, (full, rows, grad) in results.items():
+        torch.testing.assert_close(full, expected)
+        assert rows == (slice(0, 2) if rank == 0 else slice(2, 5))
+        # each rank's loss weights row i by i+1; the gather's backward sums both ranks' gradients
+        weights = torch.arange(1.0, 6.0)[rows]
+        torch.testing.assert_close(grad, 2 * weights[:, None].expand(-1, 3))

@@ -20,7 +20,7 @@ from torch import Tensor
 
 BatchStats = Literal["global", "local"]
 
-__all__ = ["BatchStats", "gather_batch", "rank_slice", "world"]
+__all__ = ["BatchStats", "gather_batch", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -30,22 +30,27 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def gather_batch(t: Tensor, batch_stats: BatchStats = "global") -> Tensor:
-    """Concatenate ``t`` (b x ...) over ranks along dim 0, differentiably; identity for one process or
-    ``batch_stats="local"``. Every rank must pass the same batch size."""
+def gather_batch(t: Tensor, batch_stats: BatchStats = "global") -> tuple[Tensor, slice]:
+    """``(t concatenated over ranks along dim 0, this rank's rows in it)``, differentiably.
+
+    Identity (all rows are this rank's) for one process or ``batch_stats="local"``. Ranks may hold different
+    numbers of rows (e.g. the last validation batch): sizes are exchanged first and the rows padded for the
+    gather, then trimmed.
+    """
     if batch_stats not in ("global", "local"):
         raise ValueError(f"batch_stats must be 'global' or 'local', got {batch_stats!r}")
-    _, size = world()
-    if batch_stats == "local" or size == 1:
-        return t
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(t.contiguous()), dim=0)
-
-
-def rank_slice(t_global: Tensor, b_local: int, batch_stats: BatchStats = "global") -> slice:
-    """Rows of this rank inside a tensor built by :func:`gather_batch`."""
     rank, size = world()
     if batch_stats == "local" or size == 1:
-        return slice(0, t_global.shape[0])
-    return slice(rank * b_local, (rank + 1) * b_local)
+        return t, slice(0, t.shape[0])
+    from torch.distributed.nn.functional import all_gather
+
+    count = torch.tensor([t.shape[0]], device=t.device)
+    counts = [torch.zeros_like(count) for _ in range(size)]
+    dist.all_gather(counts, count)
+    sizes = [int(c) for c in counts]
+    longest = max(sizes)
+    if t.shape[0] < longest:
+        t = torch.cat([t, t.new_zeros((longest - t.shape[0], *t.shape[1:]))])
+    parts = all_gather(t.contiguous())
+    start = sum(sizes[:rank])
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)]), slice(start, start + sizes[rank])

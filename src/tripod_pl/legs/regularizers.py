@@ -9,7 +9,7 @@ from torch import Tensor
 
 from tripod_pl.legs import functional as LF
 from tripod_pl.legs.base import Regularizer, StepContext
-from tripod_pl.legs.distributed import BatchStats, gather_batch, rank_slice
+from tripod_pl.legs.distributed import BatchStats, gather_batch
 from tripod_pl.legs.registry import register_leg
 
 __all__ = ["KLM", "NHP", "BetaTC", "HessianPenalty"]
@@ -42,12 +42,12 @@ class KLM(Regularizer):
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         lat = ctx.latents
-        z = gather_batch(lat.z, self.batch_stats)
+        z, rows = gather_batch(lat.z, self.batch_stats)
         if self.fixed_std is None:
-            s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats))
+            s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats)[0])
         else:
             s = torch.full((z.shape[1],), self.fixed_std, device=z.device, dtype=z.dtype)
-        return {"klm": LF.klm(z, s, rows=rank_slice(z, lat.z.shape[0], self.batch_stats))}
+        return {"klm": LF.klm(z, s, rows=rows)}
 
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -102,7 +102,7 @@ class NHP(_DecoderPenalty):
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         lat = ctx.latents
-        s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats))
+        s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats)[0])
         z, s = (lat.z, s) if self.dtype is None else (lat.z.to(self.dtype), s.to(self.dtype))
         return {"nhp": LF.nhp(self._f(ctx), z, s, eps=self.eps, k=self.k).float()}
 
@@ -162,7 +162,6 @@ class BetaTC(Regularizer):
             raise RuntimeError("BetaTC needs a Gaussian bottleneck (latents with mu and sigma)")
         if self.dataset_size is None:
             raise RuntimeError("BetaTC.build(n_z, dataset_size) must be called before use")
-        z, mu, sigma = (gather_batch(t, self.batch_stats) for t in (lat.z, lat.mu, lat.sigma))
-        rows = rank_slice(z, lat.z.shape[0], self.batch_stats)
+        (z, rows), (mu, _), (sigma, _) = (gather_batch(t, self.batch_stats) for t in (lat.z, lat.mu, lat.sigma))
         terms = LF.beta_tc(z, mu, sigma, self.dataset_size, rows=rows)
         return {name: value / ctx.num_pixels for name, value in terms.items()}
