@@ -25,7 +25,7 @@ from tripod_pl.evaluation import (
 )
 from tripod_pl.legs import FSQ, KLM, GaussianBottleneck
 
-from .callbacks.conftest import _one_thread, _stub_dci, _stub_infomec  # noqa: F401  (fixture)
+from .callbacks.conftest import _one_thread  # noqa: F401  (fixture)
 from .conftest import TINY
 
 METRIC_KEYS = {
@@ -33,14 +33,6 @@ METRIC_KEYS = {
     "checkpoint", "global_step", "epoch", "data", "num_samples", "source_names", "n_z", "discrete", "backend",
     "active", "nmi", "importance", "seconds",
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _metrics_until_they_exist(monkeypatch):
-    if not hasattr(tripod_pl.metrics, "infomec"):
-        monkeypatch.setattr(tripod_pl.metrics, "infomec", _stub_infomec, raising=False)
-    if not hasattr(tripod_pl.metrics, "dci"):
-        monkeypatch.setattr(tripod_pl.metrics, "dci", _stub_dci, raising=False)
 
 
 def data_module(path: str, eval_size: int = 150) -> HDF5DataModule:
