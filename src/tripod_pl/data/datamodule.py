@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tripod_pl.data.layout import DatasetInfo, image_chunk_rows, read_info
-from tripod_pl.data.loader import StreamPosition, TrainLoader, _identity
+from tripod_pl.data.loader import StreamPosition, TrainLoader, no_collate
 from tripod_pl.data.plan import PlanConfig, TrainPlan, validation_mask
 from tripod_pl.data.procedural import generate_procedural
 from tripod_pl.data.rows import HDF5Rows, MemoryRows, RowSource
@@ -143,7 +143,7 @@ class HDF5DataModule(L.LightningDataModule):
 
     def _loader_kwargs(self) -> dict[str, Any]:
         workers = self.hparams.num_workers
-        kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": self._pin_memory(), "collate_fn": _identity}
+        kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": self._pin_memory(), "collate_fn": no_collate}
         if workers > 0:
             kwargs.update(persistent_workers=True, prefetch_factor=self.hparams.prefetch_factor)
         return kwargs

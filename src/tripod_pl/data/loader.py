@@ -6,14 +6,31 @@ The data order is therefore a function of the number of batches consumed so far 
 trainer's epoch counter, which differs between a resumed and an uninterrupted run when resuming from the last
 batch of an epoch, nor of batches prefetched but never used). Who counts consumption depends on who consumes:
 with no trainer, every batch the loader hands out; under a trainer, the DataModule counts the batches the
-training loop actually took.
-
-With workers, batches come back through a ``BatchRing`` (see ``ring.py``): the loader turns each ticket into
-a batch, pinned if asked::
+training loop actually took::
 
     position = StreamPosition()
     loader = TrainLoader(stream, position, count_yields=True, num_workers=2)
     next(iter(loader)); position  # StreamPosition(epoch=0, consumed=1)
+
+Batches cross from the workers as in any ``DataLoader`` (each in its own shared-memory segment). A reusable
+shared-memory batch ring used to carry them instead; it was removed because a plain DataLoader already feeds
+the fastest method. Measured on 2026-12-01 in one run (``benchmarks/results/data_throughput_ring_vs_plain.json``)
+on the 2-core development machine, page-cached 107,520-image file, 64x64x3, batch 64:
+
+==========================  =========  ===========================
+path                        images/s   training-process CPU/batch
+==========================  =========  ===========================
+in process (0 workers)        163,144  0.36 ms
+plain DataLoader, 2 workers    22,795  1.11 ms
+ring, 2 workers                87,571  0.20 ms
+==========================  =========  ===========================
+
+The demand of the fastest method (AE/QLAE, batch 64) on one GPU: the project targets a Tripod step of
+<= 15 ms on an H100/H200-class GPU and a QLAE/AE step is ~4.4x less arithmetic (0.57 vs ~2.5 TFLOP), so
+64 / (15 ms / 4.4) ~ 18.8k images/s; the paper's own profile (0.040 s per QLAE step) means 1.6k images/s.
+The plain path with 2 workers on 2 shared cores covers the first with a thin margin (1.2x) and the second
+14x; GPU nodes have >= 8 cores per GPU. Its cost is in the training process: ~1.1 ms of CPU per batch to
+receive it, against ~3.4 ms per step at the target (with no workers, reading costs that process ~0.4 ms).
 """
 
 from __future__ import annotations
@@ -24,7 +41,6 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from tripod_pl.data.ring import BatchRing
 from tripod_pl.data.stream import Batch, TrainStream
 
 
@@ -36,8 +52,8 @@ class StreamPosition:
     consumed: int = 0
 
 
-def _identity(batch: Any) -> Any:
-    """Batches are whole already: no collation."""
+def no_collate(batch: Any) -> Any:
+    """The ``collate_fn`` of datasets that yield whole batches: returns ``batch`` as it is."""
     return batch
 
 
@@ -53,31 +69,13 @@ class TrainLoader(DataLoader):
         pin_memory: bool = False,
         prefetch_factor: int = 4,
     ) -> None:
-        if num_workers > 0:
-            stream.attach_ring(
-                BatchRing(
-                    num_workers,
-                    prefetch_factor + 2,
-                    stream.plan.config.batch_size,
-                    stream.image_shape,
-                    stream.num_sources,
-                )
-            )
-            extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": prefetch_factor}
-        else:
-            extra = {}
+        extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": prefetch_factor} if num_workers else {}
         super().__init__(
-            stream,
-            batch_size=None,
-            num_workers=num_workers,
-            collate_fn=_identity,
-            pin_memory=pin_memory and num_workers == 0,
-            **extra,
+            stream, batch_size=None, num_workers=num_workers, collate_fn=no_collate, pin_memory=pin_memory, **extra
         )
         self.stream = stream
         self.position = position
         self.count_yields = count_yields
-        self.pin = pin_memory
 
     def _start(self) -> None:
         pos, total = self.position, len(self.stream)
@@ -89,10 +87,8 @@ class TrainLoader(DataLoader):
         self._start()
         return self._deliver(super().__iter__())
 
-    def _deliver(self, items: Iterator[Any]) -> Iterator[Batch]:
-        ring = self.stream.ring
-        for item in items:
-            batch = ring.take(item, self.pin) if isinstance(item, tuple) and ring is not None else item
+    def _deliver(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        for batch in batches:
             if self.count_yields:
                 self.position.consumed += 1
             yield batch

@@ -4,17 +4,17 @@
 many of its batches were already delivered, live in a shared-memory *cursor* set by the parent before each
 ``iter(dataloader)``; (persistent) workers read it when their iteration starts. Worker slot ``s`` plays
 logical worker ``(s + start) % num_workers``, so that after a resume at batch ``start`` the DataLoader's
-round-robin still delivers ``start, start + 1, ...``. In a worker with a ``BatchRing`` attached, batches are
-written to the ring and only tickets travel (``TrainLoader`` turns them back into batches).
+round-robin still delivers ``start, start + 1, ...``.
 
 ``FixedBatches`` yields fixed batches of a fixed list of rows (validation, prediction), sharded over ranks
 (``r, r + world_size, ...``) and workers.
 
-Batches are ``{"image": uint8 B x H x W x C, "sources": int64 B x K}``::
+Batches are built whole where they are read (in a worker, or in the training process without workers) and
+are ``{"image": uint8 B x H x W x C, "sources": int64 B x K}``; a DataLoader passes them on as they are::
 
     stream = TrainStream(HDF5Rows("data.h5"), plan, image_shape=(64, 64, 3), num_sources=7)
     stream.set_position(epoch=2, start_batch=0)
-    batches = list(stream)  # in this process: real batches
+    batches = list(stream)
 """
 
 from __future__ import annotations
@@ -26,19 +26,13 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from tripod_pl.data.plan import TrainPlan, rows_to_runs
-from tripod_pl.data.ring import BatchRing, Ticket, shared_empty
 from tripod_pl.data.rows import RowSource
 
 Batch = dict[str, torch.Tensor]
 
 
 def _new_batch(size: int, image_shape: tuple[int, ...], num_sources: int) -> Batch:
-    """A batch to fill; in a worker, directly in shared memory (as ``default_collate`` does)."""
-    if get_worker_info() is not None:
-        return {
-            "image": shared_empty((size, *image_shape), torch.uint8),
-            "sources": shared_empty((size, num_sources), torch.int64),
-        }
+    """An empty batch to fill."""
     return {
         "image": torch.empty((size, *image_shape), dtype=torch.uint8),
         "sources": torch.empty((size, num_sources), dtype=torch.int64),
@@ -50,36 +44,6 @@ def _worker_slot() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-class _TensorSink:
-    """Batches as freshly allocated tensors."""
-
-    def __init__(self, image_shape: tuple[int, ...], num_sources: int) -> None:
-        self.image_shape, self.num_sources = image_shape, num_sources
-        self.batch: Batch = {}
-
-    def open(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        self.batch = _new_batch(size, self.image_shape, self.num_sources)
-        return self.batch["image"].numpy(), self.batch["sources"].numpy()
-
-    def close(self) -> Batch:
-        return self.batch
-
-
-class _RingSink:
-    """Batches written to a worker's ring slots; yields tickets."""
-
-    def __init__(self, ring: BatchRing, worker: int, generation: int) -> None:
-        self.ring, self.worker, self.generation = ring, worker, generation
-        self.slot = self.size = 0
-
-    def open(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        self.slot, self.size = self.ring.acquire(self.worker, self.generation), size
-        return self.ring.arrays(self.worker, self.slot, size)
-
-    def close(self) -> Ticket:
-        return self.ring.publish(self.worker, self.slot, self.size, self.generation)
-
-
 class TrainStream(IterableDataset):
     """One rank's training batches, epoch after epoch, resumable at any batch."""
 
@@ -89,18 +53,12 @@ class TrainStream(IterableDataset):
         self.plan = plan
         self.image_shape = tuple(image_shape)
         self.num_sources = num_sources
-        self.ring: BatchRing | None = None
-        self._cursor = torch.zeros(3, dtype=torch.int64).share_memory_()
-
-    def attach_ring(self, ring: BatchRing) -> None:
-        """Workers started after this write batches to ``ring`` and yield tickets."""
-        self.ring = ring
+        self._cursor = torch.zeros(2, dtype=torch.int64).share_memory_()
 
     def set_position(self, epoch: int, start_batch: int = 0) -> None:
         """The next iteration delivers batches ``start_batch ..`` of ``epoch`` (workers read this at start)."""
         self._cursor[0] = int(epoch)
         self._cursor[1] = int(start_batch)
-        self._cursor[2] += 1
 
     @property
     def position(self) -> tuple[int, int]:
@@ -110,26 +68,14 @@ class TrainStream(IterableDataset):
     def __len__(self) -> int:
         return self.plan.num_batches
 
-    def __iter__(self) -> Iterator[Batch | Ticket]:
-        epoch, start, generation = (int(v) for v in self._cursor.tolist())
+    def __iter__(self) -> Iterator[Batch]:
+        epoch, start = (int(v) for v in self._cursor.tolist())
         slot, num_workers = _worker_slot()
-        if self.ring is not None and get_worker_info() is not None:
-            sink: _TensorSink | _RingSink = _RingSink(self.ring, slot, generation)
-        else:
-            sink = _TensorSink(self.image_shape, self.num_sources)
-        return self.batches(epoch, start, (slot + start) % num_workers, num_workers, sink)
+        return self.batches(epoch, start, (slot + start) % num_workers, num_workers)
 
-    def batches(
-        self,
-        epoch: int,
-        start_batch: int,
-        worker: int,
-        num_workers: int,
-        sink: _TensorSink | _RingSink | None = None,
-    ) -> Iterator[Batch | Ticket]:
+    def batches(self, epoch: int, start_batch: int, worker: int, num_workers: int) -> Iterator[Batch]:
         """Logical ``worker``'s batches of ``epoch`` with index ``>= start_batch``, in order."""
         plan = self.plan
-        sink = sink or _TensorSink(self.image_shape, self.num_sources)
         mine = plan.worker_batches(worker, num_workers)
         sizes = plan.batch_sizes[mine[mine >= start_batch]].tolist()
         skip = plan.skipped_rows(worker, num_workers, start_batch)
@@ -148,13 +94,14 @@ class TrainStream(IterableDataset):
             while i < len(order):
                 if filled == size:
                     size, filled = sizes.pop(), 0
-                    images, sources = sink.open(size)
+                    batch = _new_batch(size, self.image_shape, self.num_sources)
+                    images, sources = batch["image"].numpy(), batch["sources"].numpy()
                 n = min(size - filled, len(order) - i)
                 window.take(order[i : i + n], images[filled : filled + n], sources[filled : filled + n])
                 i += n
                 filled += n
                 if filled == size:
-                    yield sink.close()
+                    yield batch
 
 
 class FixedBatches(IterableDataset):
