@@ -1,4 +1,4 @@
-"""Legs: the bottleneck and the regularizers that shape the latent space (DESIGN §3).
+"""Legs: the bottleneck and the regularizers that shape the latent space (docs/legs.md).
 
 Every leg is a thin ``torch.nn.Module`` over a function of :mod:`tripod_pl.legs.functional`, registered by a
 short name; third-party packages add legs through the ``tripod_pl.legs`` entry-point group.

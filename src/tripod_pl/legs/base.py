@@ -1,4 +1,5 @@
-"""The leg abstraction (DESIGN §3): a ``torch.nn.Module`` that returns named loss terms and carries weights.
+"""The leg abstraction (docs/architecture.md, "Legs"): a ``torch.nn.Module`` that returns named loss terms
+and carries weights.
 
 Exactly one leg of a model is a :class:`Bottleneck` (encoder output -> latents); any number are
 :class:`Regularizer` s. Every leg records the arguments it was built with, so a model can be saved as plain

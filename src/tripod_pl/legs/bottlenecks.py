@@ -1,4 +1,5 @@
-"""Bottleneck legs (DESIGN §3): FSQ (Tripod), scalar codebook (QLAE), Gaussian (beta-TCVAE), identity (AE)."""
+"""Bottleneck legs (docs/legs.md, "Bottlenecks"): FSQ (Tripod), scalar codebook (QLAE), Gaussian (beta-TCVAE),
+identity (AE)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The mathematics of every leg as plain functions of tensors (DESIGN §3).
+"""The mathematics of every leg as plain functions of tensors (docs/legs.md, one section per leg).
 
 This module is a public contract: each function is independent of Lightning and of the networks, works in
-any dtype on any device, and is tested in float64 against slow NumPy formulas. Symbols follow DESIGN.md:
+any dtype on any device, and is tested in float64 against slow NumPy formulas. Symbols follow docs/legs.md:
 ``b`` batch size, ``n_z`` number of latents, ``s`` per-latent standard deviations, ``eps`` the perturbation
 scale, ``k`` the number of random draws.
 
@@ -41,7 +41,7 @@ def latent_std(z_c: Tensor, floor: float = 1e-6) -> Tensor:
 
 
 def fsq(h: Tensor, n_q: int) -> tuple[Tensor, Tensor]:
-    """Finite scalar quantization (Mentzer et al. 2023), Tripod's first leg.
+    """Finite scalar quantization (Mentzer et al. 2023), Tripod's first leg (docs/legs.md, "FSQ").
 
     ``z_c = tanh(h)`` and ``z_q = 2/(n_q-1) * round((n_q-1)/2 * (z_c+1)) - 1``, an n_q-level grid on [-1, 1].
     Returns ``(z_c, z)`` with ``z = z_c + sg(z_q - z_c)``: the forward value is ``z_q`` and the gradient is
@@ -60,7 +60,7 @@ def fsq(h: Tensor, n_q: int) -> tuple[Tensor, Tensor]:
 
 
 def scalar_quantize(z_c: Tensor, codebook: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-latent scalar codebook quantization (QLAE, Hsu et al. 2023).
+    """Per-latent scalar codebook quantization (QLAE, Hsu et al. 2023; docs/legs.md, "Scalar codebook (QLAE)").
 
     ``codebook`` is (n_z × n_v): latent j snaps to the nearest of its own n_v values.
     Returns ``(z_q, z)`` where ``z_q`` is the nearest code (differentiable w.r.t. the codebook) and
@@ -86,7 +86,7 @@ def _log_normal(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 
 def klm(z: Tensor, s: Tensor, rows: slice | None = None) -> Tensor:
-    """Kernel estimate of latent multiinformation (KLM), Tripod's second leg.
+    """Kernel estimate of latent multiinformation (KLM), Tripod's second leg (docs/legs.md, "KLM").
 
     With Gaussian kernels over the batch, joint bandwidth ``h_k = s_k * c`` (Silverman factor ``c``) and
     marginal bandwidth ``s_k``::
@@ -153,7 +153,7 @@ def nhp(
     k: int = 2,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Normalized Hessian penalty (NHP), Tripod's third leg.
+    """Normalized Hessian penalty (NHP), Tripod's third leg (docs/legs.md, "NHP").
 
     For each activation tensor ``a`` returned by ``f`` and each sample, with second-order central differences
     ``D_u a = (a(z+u) - 2 a(z) + a(z-u)) / eps^2``::
@@ -196,7 +196,7 @@ def hessian_penalty(
     k: int = 2,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Unnormalized Hessian penalty (Peebles et al. 2020), used by naive Tripod.
+    """Unnormalized Hessian penalty (Peebles et al. 2020), used by naive Tripod (docs/legs.md, "Hessian penalty").
 
     ``mean_batch sum_activations mean_units Var_draws[D_u a]`` with ``u = eps * r``, ``r`` Rademacher,
     no std rescaling. The variance over draws is unbiased (divides by k-1).
@@ -211,7 +211,8 @@ def hessian_penalty(
 
 
 def beta_tc(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int, rows: slice | None = None) -> dict[str, Tensor]:
-    """beta-TC decomposition of the aggregate KL (Chen et al. 2018), minibatch-weighted sampling.
+    """beta-TC decomposition of the aggregate KL (Chen et al. 2018), minibatch-weighted sampling
+    (docs/legs.md, "beta-TC").
 
     With ``log q(z_i|x_j) = sum_k log N(z_ik; mu_jk, sigma_jk^2)`` and dataset size N::
 

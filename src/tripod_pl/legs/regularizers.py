@@ -1,4 +1,5 @@
-"""Regularizer legs (DESIGN §3): KLM and NHP (Tripod), the Hessian penalty (naive Tripod), beta-TC."""
+"""Regularizer legs (docs/legs.md, "Regularizers"): KLM and NHP (Tripod), the Hessian penalty (naive Tripod),
+beta-TC."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Networks: the residual encoder and the conditioned residual decoder (DESIGN §2)."""
+"""Networks: the residual encoder and the conditioned residual decoder (docs/architecture.md, "Networks")."""
 
 from tripod_pl.nets.decoder import Decoder
 from tripod_pl.nets.encoder import Encoder

@@ -1,4 +1,5 @@
-"""Building blocks of the residual encoder and the conditioned residual decoder (DESIGN §2)."""
+"""Building blocks of the residual encoder and the conditioned residual decoder (docs/architecture.md,
+"Networks")."""
 
 from __future__ import annotations
 

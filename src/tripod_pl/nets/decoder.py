@@ -1,4 +1,4 @@
-"""Conditioned residual decoder with named activations (DESIGN §2).
+"""Conditioned residual decoder with named activations (docs/architecture.md, "Networks").
 
 A learned input tensor (``widths[0]`` x r x r, initialised to ones, ``r = image_size / 2^len(widths)``) is
 refined by stages of conditioned residual blocks; the conditioning vector ``cond = MLP(z)`` modulates every

@@ -1,4 +1,4 @@
-"""Residual convolutional encoder (DESIGN §2).
+"""Residual convolutional encoder (docs/architecture.md, "Networks").
 
 Each stage at width ``w``: two residual blocks at ``w``, a 2x space-to-depth and a 1x1 conv to ``2w``
 channels. With the paper's widths (32, 64, 128, 256) a 64x64 image becomes 512 x 4 x 4, then global mean
