@@ -1,4 +1,4 @@
-"""Evaluation metrics: InfoMEC and DCI (DESIGN §6), with a torch backend that runs on the inputs' device
+"""Evaluation metrics: InfoMEC and DCI (docs/evaluation.md), with a torch backend that runs on the inputs' device
 and a scikit-learn reference backend (`backend="sklearn"`)."""
 
 from tripod_pl.metrics.dci import dci

@@ -1,5 +1,5 @@
 """What both backends share: input handling (device, label codes, standardization, quantiles, the split),
-the guards for degenerate inputs, and the final formulas of DESIGN §6 that turn an NMI matrix into InfoM and
+the guards for degenerate inputs, and the final formulas of docs/evaluation.md that turn an NMI matrix into InfoM and
 InfoC and an importance matrix into D and C. The estimators themselves live in their own modules.
 """
 
@@ -142,7 +142,7 @@ def valid_sources(n_values: np.ndarray) -> np.ndarray:
 
 
 def infom_infoc(nmi: np.ndarray, active: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
-    """InfoM and InfoC (DESIGN §6) from the NMI matrix (K x n_z), over active latents and valid sources.
+    """InfoM and InfoC (docs/evaluation.md) from the NMI matrix (K x n_z), over active latents and valid sources.
 
     InfoM = (mean_{active j} max_i NMI_ij / sum_i NMI_ij - 1/K) / (1 - 1/K);
     InfoC = (mean_i max_{active j} NMI_ij / sum_{active j} NMI_ij - 1/L) / (1 - 1/L), L = #active.

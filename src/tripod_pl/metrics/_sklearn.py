@@ -1,6 +1,7 @@
 """The scikit-learn reference backend of `infomec` and `dci` (`backend="sklearn"`), on the host.
 
-It computes the quantities of DESIGN §6 with sklearn's own estimators, as the Tripod paper's code does:
+It computes the quantities of docs/evaluation.md with sklearn's own estimators, as the Tripod paper's code does
+(where that code differs, see docs/reference.md):
 `mutual_info_score` (plug-in MI, discrete latents), `mutual_info_classif(n_neighbors=10)` (Ross 2014 kNN
 MI, continuous latents; `random_state=seed` fixes its tie-breaking noise), `LogisticRegression` (lbfgs,
 unpenalized, balanced class weights; `max_iter=1000, tol=1e-6` so that the fit is converged, where the

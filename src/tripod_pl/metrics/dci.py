@@ -1,4 +1,4 @@
-"""DCI: disentanglement, completeness, informativeness (Eastwood & Williams, ICLR 2018) — DESIGN §6.
+"""DCI: disentanglement, completeness, informativeness (Eastwood & Williams, ICLR 2018) — docs/evaluation.md, "DCI".
 
 Per source s_i, a random forest (100 trees, entropy criterion, max depth 10) predicts s_i from the
 standardized latents, trained on 90% of the samples; its impurity-based feature importances form column i of

@@ -1,4 +1,4 @@
-"""Random forests built on the tensors' device, for the DCI importance matrix (DESIGN §6).
+"""Random forests built on the tensors' device, for the DCI importance matrix (docs/evaluation.md, "DCI").
 
 They follow sklearn's `RandomForestClassifier(criterion="entropy", max_depth=10, max_features="sqrt")`:
 each tree is grown on a bootstrap sample (n draws with replacement, kept as integer sample weights); every

@@ -1,4 +1,4 @@
-"""InfoMEC: InfoM (modularity), InfoC (compactness), InfoE (explicitness) — DESIGN §6.
+"""InfoMEC: InfoM (modularity), InfoC (compactness), InfoE (explicitness) — see docs/evaluation.md.
 
 From Hsu et al. (2023, "Disentanglement via Latent Quantization") as used by Tripod (Hsu et al., ICML 2024).
 With sources s_1..s_K (discrete) and latents z_1..z_{n_z}:

@@ -1,4 +1,4 @@
-"""Multinomial logistic regression on the tensors' device, for InfoE (DESIGN §6).
+"""Multinomial logistic regression on the tensors' device, for InfoE (docs/evaluation.md, "InfoE").
 
 For one source with C classes, weights `W` (d x C) and intercept `b` (C), the model is
 `p(c | x) = softmax(x W + b)_c` and the fitted objective is the balanced-weighted training log-loss

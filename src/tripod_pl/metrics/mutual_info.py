@@ -1,4 +1,4 @@
-"""Mutual information between sources and latents on the tensors' device (DESIGN §6, NMI matrix).
+"""Mutual information between sources and latents on the tensors' device (docs/evaluation.md, "NMI matrix").
 
 All quantities are in nats.
 
