@@ -1,4 +1,4 @@
-"""Write ``configs/<dataset>/<method>.yaml`` for every method of DESIGN §4 and every benchmark.
+"""Write ``configs/<dataset>/<method>.yaml`` for every method (docs/architecture.md, "Configs") and every benchmark.
 
 The YAML files are committed; this script is their single source, and ``tests/test_configs.py`` checks that
 they are up to date. Run ``python scripts/make_configs.py`` after editing the tables below.
@@ -101,7 +101,7 @@ def all_configs() -> dict[Path, str]:
                 "data": {"path": f"data/{dataset}.h5", "batch_size": 64, "num_workers": 2},
             }
             comment = (
-                f"{description} on {dataset} (DESIGN §4, paper protocol: batch 64, 250k steps).\n"
+                f"{description} on {dataset} (docs/architecture.md, paper protocol: batch 64, 250k steps).\n"
                 f"Model selection: best InfoM among checkpoints with validation PSNR > {h['psnr']} dB.\n"
                 f"Convert the dataset first: tripod-data convert {dataset} SRC data/{dataset}.h5\n"
                 f"Train: tripod-train fit --config configs/{dataset}/{method}.yaml\n"

@@ -1,4 +1,4 @@
-"""Properties of `dci` (Eastwood & Williams 2018, DESIGN §6)."""
+"""Properties of `dci` (Eastwood & Williams 2018; docs/evaluation.md, "DCI")."""
 
 from __future__ import annotations
 

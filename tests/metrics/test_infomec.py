@@ -1,4 +1,4 @@
-"""Properties of `infomec` (DESIGN §6) that hold whatever the estimator noise."""
+"""Properties of `infomec` (docs/evaluation.md) that hold whatever the estimator noise."""
 
 from __future__ import annotations
 
