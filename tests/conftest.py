@@ -1,24 +1,11 @@
-"""Shared fixtures: tiny model widths and a tiny procedural dataset."""
+"""Shared fixtures: a thread limit for every test and a tiny procedural dataset (constants in helpers.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-#: network widths small enough for a CPU test to train a few steps in about a second
-TINY = {"encoder_widths": [4, 4, 4, 4], "decoder_widths": [8, 4, 4, 4], "cond_dim": 8}
-TINY_CLI = ["--model.encoder_widths=[4,4,4,4]", "--model.decoder_widths=[8,4,4,4]", "--model.cond_dim=8"]
-
-#: 432 images, all 7 procedural sources varying
-TINY_FACTORS = {
-    "background_color": 2,
-    "object_color": 3,
-    "shape": 2,
-    "scale": 2,
-    "position_x": 3,
-    "position_y": 3,
-    "rotation": 2,
-}
+from .helpers import TINY_FACTORS
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +13,16 @@ def _few_threads():
     """Keep tests predictable on the 2-core CI machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe it and a tiny
+    training step takes seconds instead of a tenth of one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 

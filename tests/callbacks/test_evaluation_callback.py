@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -11,10 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import tripod_pl.metrics
 from tripod_pl.callbacks import EvaluationCallback
-from tripod_pl.callbacks.evaluation import _isolated_rng
 from tripod_pl.data.transforms import to_float_images
 
-from .conftest import tiny_data, tiny_model, tiny_trainer
+from ..helpers import tiny_data, tiny_model, tiny_trainer
 
 SCALAR_TAGS = {f"eval/{k}" for k in ("infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr")}
 
@@ -115,10 +116,17 @@ def test_without_tensorboard_it_logs_scalars_and_skips_figures(tmp_path, tiny_h5
     assert "eval/infom" in trainer.callback_metrics
 
 
-def test_training_mode_and_random_streams_are_left_as_they_were(tiny_h5):
+def test_training_mode_and_random_streams_are_left_as_they_were(tiny_h5, monkeypatch):
+    real_infomec = tripod_pl.metrics.infomec
+
+    def infomec_drawing_from_the_global_generators(*args, **kwargs):
+        torch.rand(4), np.random.rand(4), random.random()
+        return real_infomec(*args, **kwargs)
+
+    monkeypatch.setattr(tripod_pl.metrics, "infomec", infomec_drawing_from_the_global_generators)
     model = tiny_model()
     model.train()
-    model.decoder.eval()  # a submodule deliberately in eval mode stays so
+    model.model.decoder.eval()  # a submodule deliberately in eval mode stays so
     data = tiny_data(tiny_h5, eval_size=50)
     cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False)
     trainer = SimpleNamespace(
@@ -129,22 +137,19 @@ def test_training_mode_and_random_streams_are_left_as_they_were(tiny_h5):
         callback_metrics={},
         strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj),
     )
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
+
+    def seed():
+        torch.manual_seed(123), np.random.seed(123), random.seed(123)
+
+    seed()
+    expected = torch.rand(3), np.random.rand(3), random.random()
+    seed()
     cb.evaluate(trainer, model)
-    torch.testing.assert_close(torch.rand(3), expected)
-    assert model.training and model.encoder.training and not model.decoder.training
+    torch.testing.assert_close(torch.rand(3), expected[0])
+    np.testing.assert_array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
+    assert model.training and model.model.encoder.training and not model.model.decoder.training
     assert float(trainer.callback_metrics["eval/step"]) == 1
-
-
-def test_isolated_rng_restores_the_global_generators():
-    torch.manual_seed(0)
-    expected = torch.rand(2)
-    torch.manual_seed(0)
-    with _isolated_rng(torch.device("cpu")):
-        torch.rand(5)
-    torch.testing.assert_close(torch.rand(2), expected)
 
 
 def _rank(is_zero: bool, broadcast):

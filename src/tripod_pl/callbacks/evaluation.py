@@ -1,8 +1,9 @@
 """Periodic evaluation during training: InfoMEC, DCI and PSNR of the fixed evaluation subset, with figures.
 
 Every ``every_n_steps`` optimizer steps, and once more at the end of training, :class:`EvaluationCallback`
-runs :func:`tripod_pl.evaluation.evaluate_model` on the datamodule's ``eval_subset()`` (DESIGN §6) on the
-model's device and logs
+runs :func:`tripod_pl.evaluation.evaluate_model` on the datamodule's ``eval_subset()`` (docs/evaluation.md) on
+the model's device, with the training run's random-number streams set aside (Lightning's ``isolate_rng``), and
+logs
 
 - scalars ``eval/infom, eval/infoc, eval/infoe, eval/d, eval/c, eval/i, eval/num_active, eval/psnr,
   eval/seconds`` to every logger (step = ``trainer.global_step``) and into ``trainer.callback_metrics``,
@@ -26,9 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import random
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -37,11 +35,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor
 
 from tripod_pl.callbacks import figures
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import Evaluation, decode_latents, encode_and_reconstruct, evaluate_model
+from tripod_pl.model import TripodAutoencoder
 
 __all__ = ["EVAL_STEP_KEY", "EvaluationCallback"]
 
@@ -51,19 +51,11 @@ EVAL_STEP_KEY = "eval/step"
 _SHARDED_STRATEGIES = {"FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAFSDPStrategy"}
 
 
-@contextlib.contextmanager
-def _isolated_rng(device: torch.device) -> Iterator[None]:
-    """Random draws of the metrics (forests, splits) leave the training run's random streams untouched."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    devices = (
-        [device.index if device.index is not None else torch.cuda.current_device()] if (device.type == "cuda") else []
-    )
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+def _model_of(pl_module: L.LightningModule) -> TripodAutoencoder:
+    """The plain model a LightningModule trains (``pl_module.model``), or the module itself when it has the
+    model's interface (``encode``, ``decode``, ``discrete_latents``)."""
+    model = getattr(pl_module, "model", None)
+    return model if isinstance(model, TripodAutoencoder) else pl_module  # type: ignore[return-value]
 
 
 class EvaluationCallback(Callback):
@@ -194,9 +186,10 @@ class EvaluationCallback(Callback):
 
     def _evaluate_on_rank_zero(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> dict[str, float]:
         images, sources = self.eval_subset(trainer)
-        with _isolated_rng(pl_module.device):
+        model = _model_of(pl_module)
+        with isolate_rng():
             result = evaluate_model(
-                pl_module, images, sources, dci=self.dci, backend=self.backend, batch_size=self.batch_size
+                model, images, sources, dci=self.dci, backend=self.backend, batch_size=self.batch_size
             )
         self.last_evaluation = result
         scalars = {**result.scalars, "seconds": result.seconds}
@@ -207,11 +200,11 @@ class EvaluationCallback(Callback):
                 for n in getattr(trainer.datamodule, "source_names", None)
                 or [f"s{i}" for i in range(result.nmi.shape[0])]
             ]
-            self._log_figures(tensorboard.experiment, pl_module, result, images, names, step)
+            self._log_figures(tensorboard.experiment, model, result, images, names, step)
         return scalars
 
     def _log_figures(
-        self, writer: Any, model: L.LightningModule, result: Evaluation, images: Tensor, names: list[str], step: int
+        self, writer: Any, model: TripodAutoencoder, result: Evaluation, images: Tensor, names: list[str], step: int
     ) -> None:
         writer.add_figure("eval/nmi", figures.nmi_heatmap(result.nmi, result.active, names), step)
 

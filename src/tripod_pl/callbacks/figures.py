@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from tripod_pl.tensors import to_numpy
+
 __all__ = [
     "latent_histograms",
     "latent_labels",
@@ -29,10 +31,6 @@ __all__ = [
 ]
 
 _INACTIVE = "0.55"  # grey of everything that marks an inactive latent
-
-
-def _numpy(x: Tensor | np.ndarray) -> np.ndarray:
-    return x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
 def latent_labels(nmi: np.ndarray, active: np.ndarray, source_names: Sequence[str]) -> list[str]:
@@ -49,7 +47,7 @@ def latent_labels(nmi: np.ndarray, active: np.ndarray, source_names: Sequence[st
 
 def nmi_heatmap(nmi: np.ndarray | Tensor, active: np.ndarray | Tensor, source_names: Sequence[str]) -> Figure:
     """Heatmap of the NMI matrix (sources x latents, 0..1), values written in, inactive latents hatched grey."""
-    nmi, active = _numpy(nmi), _numpy(active).astype(bool)
+    nmi, active = to_numpy(nmi), to_numpy(active).astype(bool)
     k, n_z = nmi.shape
     if len(source_names) != k:
         raise ValueError(f"{len(source_names)} source names for an NMI matrix with {k} rows")
@@ -155,7 +153,7 @@ def traversal_grid(images: Tensor, row_labels: Sequence[str], pad: int = 1, samp
 
 def latent_histograms(latents: Tensor | np.ndarray, active: Tensor | np.ndarray, bins: int = 40) -> Figure:
     """Small multiples: the distribution of each latent over the evaluation subset (inactive ones in grey)."""
-    z, active = _numpy(latents), _numpy(active).astype(bool)
+    z, active = to_numpy(latents), to_numpy(active).astype(bool)
     n_z = z.shape[1]
     ncols = min(n_z, 6)
     nrows = -(-n_z // ncols)

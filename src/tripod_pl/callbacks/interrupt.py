@@ -8,19 +8,19 @@ data position, RNG states) to ``last.ckpt`` in the run's checkpoint directory, s
 ``tripod-train fit ... --ckpt_path last`` (or an explicit path) resumes. SLURM's SIGUSR1 (requeue with an
 "hpc" checkpoint) stays with Lightning's ``SLURMEnvironment``; nothing of that is re-implemented here.
 
-The file is written to a temporary name in the same directory and moved into place with ``os.replace``, so a
-reader never sees a truncated ``last.ckpt``, even if the process is killed while writing.
+The file goes to the run's checkpoint folder (:func:`~tripod_pl.callbacks.checkpoint_files.checkpoint_dir`) and is
+written atomically (:func:`~tripod_pl.callbacks.checkpoint_files.save_checkpoint_atomically`), so a reader never
+sees a truncated ``last.ckpt``, even if the process is killed while writing.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, save_checkpoint_atomically
 
 __all__ = ["InterruptCheckpoint"]
 
@@ -40,15 +40,6 @@ class InterruptCheckpoint(L.Callback):
         self.filename = filename
         self.saved_path: str | None = None
 
-    @staticmethod
-    def checkpoint_dir(trainer: L.Trainer) -> Path:
-        """The first ModelCheckpoint's directory, else ``<log dir or default_root_dir>/checkpoints``."""
-        for cb in trainer.checkpoint_callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.dirpath:
-                return Path(cb.dirpath)
-        base = trainer.log_dir if trainer.loggers else None
-        return Path(base or trainer.default_root_dir) / "checkpoints"
-
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not self.enabled or not trainer.training:
             return
@@ -59,14 +50,8 @@ class InterruptCheckpoint(L.Callback):
             # a Ctrl-C reaches the ranks at different points: a collective save could hang
             log.warning("InterruptCheckpoint: Ctrl-C with %d ranks, not saving", trainer.world_size)
             return
-        directory = self.checkpoint_dir(trainer)
-        path = directory / self.filename
-        tmp = directory / f".{self.filename}.{os.getpid()}.tmp"
+        path = checkpoint_dir(trainer) / self.filename
+        save_checkpoint_atomically(trainer, path)
         if trainer.is_global_zero:
-            directory.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(str(tmp))  # collective: every rank takes part, rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
             self.saved_path = str(path)
             log.warning("interrupted at step %d: saved %s", trainer.global_step, path)
-        trainer.strategy.barrier("interrupt_checkpoint")

@@ -1,12 +1,14 @@
-"""Model selection as in the paper (DESIGN §6): the checkpoint with the best InfoM among those whose PSNR
-exceeds the dataset's threshold (38 / 42 / 34 / 40 dB on Shapes3D / MPI3D / Falcor3D / Isaac3D).
+"""Model selection as in the paper (docs/evaluation.md, "Model selection"): the checkpoint with the best InfoM
+among those whose PSNR exceeds the dataset's threshold (38 / 42 / 34 / 40 dB on Shapes3D / MPI3D / Falcor3D /
+Isaac3D).
 
 :class:`BestInfoMCheckpoint` pairs each evaluation of :class:`~tripod_pl.callbacks.EvaluationCallback`
 (``eval/infom`` at step ``eval/step`` in ``trainer.callback_metrics``) with the PSNR of the *same weights*:
 ``val/psnr`` from a validation run at the same global step (so evaluate and validate at the same steps), or
 ``eval/psnr``, the evaluation subset's own PSNR. Eligible (PSNR > threshold) and better than every earlier
-candidate, the weights are saved to ``dirpath/filename``, written under a temporary name then renamed, so the
-file is always a complete checkpoint. The best score travels in the callback's state, so a resumed run keeps
+candidate, the weights are saved to ``dirpath/filename`` atomically
+(:func:`~tripod_pl.callbacks.checkpoint_files.save_checkpoint_atomically`), so the file is always a complete
+checkpoint. The best score travels in the callback's state, so a resumed run keeps
 comparing against it. As a :class:`~lightning.pytorch.callbacks.Checkpoint`, Lightning runs it after the other
 callbacks, hence after the evaluation of the same hook.
 
@@ -22,11 +24,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, save_checkpoint_atomically
 from tripod_pl.callbacks.evaluation import EVAL_STEP_KEY
 
 __all__ = ["BestInfoMCheckpoint"]
@@ -40,7 +42,8 @@ class BestInfoMCheckpoint(Checkpoint):
 
     Args:
         psnr_threshold: minimum PSNR (dB, exclusive) for a checkpoint to be eligible.
-        dirpath: folder of the checkpoint; default: ``<log dir>/checkpoints``, where ``ModelCheckpoint`` saves.
+        dirpath: folder of the checkpoint; default: the run's checkpoint folder (where the first
+            ``ModelCheckpoint`` saves, else ``<default_root_dir>/checkpoints``).
         filename: file name of the checkpoint inside ``dirpath``.
         psnr_key: ``"val/psnr"`` (validation PSNR, measured at the evaluation's step) or ``"eval/psnr"``.
 
@@ -70,7 +73,6 @@ class BestInfoMCheckpoint(Checkpoint):
         self.best_step: int | None = None
         self.best_model_path: str = ""
         # per-run bookkeeping
-        self._dir: str | None = dirpath
         self._considered_step: int | None = None
         self._val_step: int | None = None
         self._unpaired: list[int] = []
@@ -111,7 +113,6 @@ class BestInfoMCheckpoint(Checkpoint):
     # ---- Lightning hooks -----------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._dir = self.dirpath or trainer.strategy.broadcast(self._resolve_dir(trainer))
             self._considered_step = self._val_step = None
             self._unpaired = []
 
@@ -158,8 +159,8 @@ class BestInfoMCheckpoint(Checkpoint):
         saved = False
         if psnr > self.psnr_threshold and (self.best_infom is None or infom > self.best_infom):
             self.best_infom, self.best_psnr, self.best_step = infom, psnr, step
-            self.best_model_path = os.path.join(self._dir or self.dirpath or self._resolve_dir(trainer), self.filename)
-            self._save(trainer, self.best_model_path)
+            self.best_model_path = os.path.join(self.dirpath or checkpoint_dir(trainer), self.filename)
+            save_checkpoint_atomically(trainer, self.best_model_path)
             saved = True
             rank_zero_info(
                 f"BestInfoMCheckpoint: step {step} has the best InfoM {infom:.4f} with {self.psnr_key} {psnr:.2f} dB"
@@ -171,25 +172,3 @@ class BestInfoMCheckpoint(Checkpoint):
                 for logger in trainer.loggers:
                     logger.log_metrics({BEST_KEY: self.best_infom}, step=step)
         return saved
-
-    def _save(self, trainer: L.Trainer, path: str) -> None:
-        """Saves through the trainer (every rank takes part), to a temporary name then renamed by rank 0."""
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            fs = get_filesystem(path)
-            if type(fs).__name__ == "LocalFileSystem":
-                os.replace(tmp, path)
-            else:  # object stores have no rename; their uploads are whole-object anyway
-                fs.mv(tmp, path)
-        trainer.strategy.barrier("BestInfoMCheckpoint._save")
-
-    @staticmethod
-    def _resolve_dir(trainer: L.Trainer) -> str:
-        """``<save_dir>/<name>/<version>/checkpoints`` of the first logger, as ``ModelCheckpoint`` resolves it."""
-        if trainer.loggers:
-            logger = trainer.loggers[0]
-            save_dir = logger.save_dir or trainer.default_root_dir
-            version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-            return os.path.join(str(save_dir), str(logger.name), version, "checkpoints")
-        return os.path.join(trainer.default_root_dir, "checkpoints")

@@ -14,47 +14,7 @@ import pytest
 import torch
 import yaml
 
-from tripod_pl.cli import run
-
-from .conftest import TINY
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def config(tmp_path: Path, data: str, every: int, batch_size: int = 16) -> Path:
-    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
-    cfg["trainer"].update(
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger={"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
-    )
-    # the checkpointing only (the config's evaluation callbacks are not what this is about)
-    cfg["trainer"]["callbacks"] = [
-        c for c in cfg["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")
-    ]
-    cfg["trainer"]["callbacks"][0]["init_args"]["every_n_train_steps"] = every
-    cfg["model"].update(TINY)
-    cfg["data"].update(path=data, num_workers=0, batch_size=batch_size, generate_if_missing=False, eval_size=120)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def fit(cfg: Path, root: Path, steps: int, *extra: str):
-    return run(
-        [
-            "fit",
-            "--config",
-            str(cfg),
-            f"--trainer.max_steps={steps}",
-            f"--trainer.default_root_dir={root}",
-            f"--trainer.logger.init_args.save_dir={root}",
-            *extra,
-        ]
-    )
+from ..helpers import cli_fit, quickstart_config
 
 
 def losses(root: Path) -> dict[int, float]:
@@ -76,16 +36,16 @@ def losses(root: Path) -> dict[int, float]:
     ],  # 432 * 0.95 images / 64 -> 6 batches an epoch
 )
 def test_resumed_run_continues_exactly(tmp_path, tiny_h5, n, batch_size):
-    cfg = config(tmp_path, tiny_h5, every=n, batch_size=batch_size)
+    cfg = quickstart_config(tmp_path, tiny_h5, every=n, batch_size=batch_size)
     full, part = tmp_path / "full", tmp_path / "part"
 
-    cli = fit(cfg, full, 2 * n)
+    cli = cli_fit(cfg, full, 2 * n)
     assert cli.trainer.global_step == 2 * n
-    fit(cfg, part, n)
+    cli_fit(cfg, part, n)
     last = part / "checkpoints" / "last.ckpt"  # outside the logger's version folder: "last" finds it
     assert last.exists()
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == n  # portable RNG states
-    cli = fit(cfg, part, 2 * n, "--ckpt_path=last")
+    cli = cli_fit(cfg, part, 2 * n, "--ckpt_path=last")
     assert cli.trainer.global_step == 2 * n
 
     a, b = losses(full), losses(part)
@@ -109,7 +69,7 @@ def test_sigterm_saves_last_checkpoint_and_fit_resumes_from_it(tmp_path, tiny_h5
     import sys
     import time
 
-    cfg = config(tmp_path, tiny_h5, every=2)
+    cfg = quickstart_config(tmp_path, tiny_h5, every=2)
     ckpts = tmp_path / "ckpts"
     doc = yaml.safe_load(cfg.read_text())
     doc["trainer"]["callbacks"][0]["init_args"].update(save_last=False, dirpath=str(ckpts))

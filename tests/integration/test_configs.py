@@ -10,9 +10,8 @@ import yaml
 
 from tripod_pl.cli import run
 
-from .conftest import TINY_CLI
+from ..helpers import ROOT, TINY_CLI
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 METHODS = ["tripod", "tripod_no_klm", "tripod_no_nhp", "tripod_finer", "tripod_naive", "qlae", "betatcvae", "ae"]
 

@@ -10,9 +10,9 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tripod_pl.cli import main
-from tripod_pl.evaluation import evaluate_main
+from tripod_pl.cli.evaluate import evaluate_checkpoint
 
-from ..conftest import TINY
+from ..helpers import TINY
 
 
 def callbacks(every: int, threshold: float, **eval_args) -> list[dict]:
@@ -58,7 +58,7 @@ def test_cli_run_logs_evaluations_to_tensorboard_and_keeps_the_best_checkpoint(t
 
     best = tmp_path / "checkpoints" / "best-infom.ckpt"
     assert best.exists()
-    metrics = evaluate_main(["--ckpt_path", str(best), "--device", "cpu"])
+    metrics = evaluate_checkpoint(str(best), device="cpu")
     stored = json.loads((tmp_path / "checkpoints" / "best-infom.metrics.json").read_text())
     assert stored["infom"] == metrics["infom"] and stored["num_samples"] == 120
     logged = {e.step: e.value for e in events.Scalars("eval/infom")}

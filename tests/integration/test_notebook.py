@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .test_resume import config, fit
+from ..helpers import ROOT, cli_fit, quickstart_config
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "explore_checkpoint.ipynb"
 
 # in the default suite: the issue requires this to run in CI
@@ -30,9 +28,9 @@ def venv_kernel(tmp_path, monkeypatch) -> str:
 
 
 def test_notebook_runs_on_a_tiny_checkpoint(tmp_path, tiny_h5, venv_kernel, monkeypatch):
-    cfg = config(tmp_path, tiny_h5, every=2)
+    cfg = quickstart_config(tmp_path, tiny_h5, every=2)
     root = tmp_path / "run"
-    fit(cfg, root, 2)
+    cli_fit(cfg, root, 2)
     ckpts = root / "checkpoints"
     monkeypatch.setenv("TRIPOD_CKPT", str(ckpts / "last.ckpt"))
     monkeypatch.setenv("TRIPOD_CKPT_B", str(ckpts / "epoch=0-step=2.ckpt"))

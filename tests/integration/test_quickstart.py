@@ -11,7 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tripod_pl.cli import main
-from tripod_pl.evaluation import evaluate_main
+from tripod_pl.cli.evaluate import evaluate_checkpoint
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
@@ -38,7 +38,7 @@ def test_quickstart_run_shows_the_evaluation_in_tensorboard(tmp_path):
     assert "eval/latents/z0" in tags["histograms"]
 
     last = tmp_path / "checkpoints" / "last.ckpt"
-    metrics = evaluate_main(["--ckpt_path", str(last)])
+    metrics = evaluate_checkpoint(str(last))
     assert metrics["global_step"] == steps[-1] and metrics["num_samples"] == config["data"].get("eval_size", 10_000)
     logged = events.Scalars("eval/infom")[-1].value
     assert metrics["infom"] == pytest.approx(logged, abs=1e-4)  # same weights, same subset, same metric

@@ -14,8 +14,7 @@ from tripod_pl import TripodModule
 from tripod_pl.callbacks import BestInfoMCheckpoint, EvaluationCallback
 from tripod_pl.legs import FSQ
 
-from ..conftest import TINY
-from .conftest import tiny_data
+from ..helpers import TINY, tiny_data
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,132 @@
+"""``tripod-train evaluate``: the paper's metrics of a checkpoint, written as JSON and Markdown.
+
+The model and the data module are both restored from the checkpoint with Lightning's ``load_from_checkpoint``
+(LightningCLI saves the data module's arguments in every checkpoint); ``--data.<option>`` overrides any of them,
+e.g. ``--data.path`` evaluates on another file. The metrics are those of
+:func:`tripod_pl.evaluation.evaluate_model` (docs/evaluation.md), computed on ``--device`` (default: CUDA when
+available), and the report goes next to the checkpoint or to ``--out_dir`` (:mod:`tripod_pl.cli.report`).
+
+Example::
+
+    tripod-train evaluate --ckpt_path runs/quickstart/checkpoints/best-infom.ckpt
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, get_type_hints
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from tripod_pl.cli.report import markdown_report, report_paths, write_report
+from tripod_pl.data import HDF5DataModule
+from tripod_pl.evaluation import evaluate_model
+from tripod_pl.module import TripodModule
+
+__all__ = ["CheckpointError", "evaluate_checkpoint", "evaluate_parser", "restore_datamodule", "run_evaluate"]
+
+DESCRIPTION = "Compute InfoMEC, DCI and PSNR of a checkpoint on its evaluation subset; write them as JSON + Markdown"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be evaluated; the message is one line naming the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(f"{os.fspath(path)}: {problem}")
+
+
+def restore_datamodule(ckpt_path: str, **overrides: Any) -> HDF5DataModule:
+    """The data module a checkpoint was trained with (its saved arguments), with ``overrides`` applied."""
+    try:
+        return HDF5DataModule.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True, **overrides)
+    except TypeError as err:
+        if "path" in str(err) and "path" not in overrides:
+            raise CheckpointError(
+                ckpt_path, "holds no data options (trained without the CLI); pass --data.path"
+            ) from None
+        raise
+
+
+def evaluate_checkpoint(
+    ckpt_path: str,
+    data: HDF5DataModule | None = None,
+    out_dir: str | None = None,
+    backend: str = "torch",
+    device: str | None = None,
+    batch_size: int = 500,
+    dci: bool = True,
+) -> dict[str, Any]:
+    """All metrics of a checkpoint on ``data``'s evaluation subset (default: the data it was trained on),
+    written as JSON and Markdown (see :func:`~tripod_pl.cli.report.report_paths`).
+
+    Returns the metrics: the scalars of :data:`tripod_pl.evaluation.SCALARS`, ``nmi`` (K x n_z), ``active``,
+    ``importance`` (n_z x K), and ``checkpoint, global_step, epoch, data, num_samples, source_names, n_z,
+    discrete, backend, seconds``.
+    """
+    if not os.path.isfile(ckpt_path):
+        raise CheckpointError(ckpt_path, "no such checkpoint file")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    data = data if data is not None else restore_datamodule(ckpt_path)
+    module = TripodModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True).eval()
+    counters = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    images, sources = data.eval_subset()
+    result = evaluate_model(module.model, images, sources, dci=dci, backend=backend, batch_size=batch_size)
+    metrics: dict[str, Any] = {
+        "checkpoint": os.path.abspath(ckpt_path),
+        "global_step": counters.get("global_step"),
+        "epoch": counters.get("epoch"),
+        "data": str(data.path),
+        "num_samples": int(images.shape[0]),
+        "source_names": [str(n) for n in data.source_names],
+        "n_z": int(result.latents.shape[1]),
+        "discrete": bool(module.discrete_latents),
+        "backend": backend,
+        **result.scalars,
+        "num_active": int(result.scalars["num_active"]),
+        "active": result.active.tolist(),
+        "nmi": result.nmi.tolist(),
+        "importance": None if result.importance is None else result.importance.tolist(),
+        "seconds": round(result.seconds, 3),
+    }
+    write_report(metrics, *report_paths(ckpt_path, out_dir))
+    return metrics
+
+
+def evaluate_parser(**kwargs: Any) -> ArgumentParser:
+    """The options of ``tripod-train evaluate``; every ``--data.<option>`` defaults to the checkpoint's."""
+    parser = ArgumentParser(description=DESCRIPTION, **kwargs)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with any of these options")
+    parser.add_argument("--ckpt_path", type=str, required=True, help="the checkpoint to evaluate")
+    parser.add_argument(
+        "--out_dir", type=str | None, default=None, help="folder for metrics.json and metrics.md "
+        "(default: next to the checkpoint, as <checkpoint name>.metrics.json/.md)"
+    )  # fmt: skip
+    parser.add_argument("--backend", type=str, default="torch", help="metrics backend: torch or sklearn")
+    parser.add_argument("--device", type=str | None, default=None, help="torch device (default: cuda if available)")
+    parser.add_argument("--batch_size", type=int, default=500, help="images per encoder/decoder call")
+    parser.add_argument("--dci", type=bool, default=True, help="also compute D, C, I")
+    hints = get_type_hints(HDF5DataModule.__init__)
+    for name in list(inspect.signature(HDF5DataModule.__init__).parameters)[1:]:
+        parser.add_argument(
+            f"--data.{name}", type=hints[name] | None, default=None, help="default: as in the checkpoint"
+        )
+    return parser
+
+
+def run_evaluate(cfg: Namespace) -> dict[str, Any]:
+    """Runs the command for parsed options; prints the Markdown table and where the files are."""
+    data_cfg = cfg.get("data") or Namespace()
+    overrides = {k: v for k, v in vars(data_cfg).items() if v is not None}
+    if not os.path.isfile(cfg.ckpt_path):
+        raise CheckpointError(cfg.ckpt_path, "no such checkpoint file")
+    data = restore_datamodule(cfg.ckpt_path, **overrides)
+    metrics = evaluate_checkpoint(
+        cfg.ckpt_path, data, out_dir=cfg.out_dir, backend=cfg.backend, device=cfg.device,
+        batch_size=cfg.batch_size, dci=cfg.dci,
+    )  # fmt: skip
+    print(markdown_report(metrics))
+    for path in report_paths(cfg.ckpt_path, cfg.out_dir):
+        print(f"wrote {path}")
+    return metrics

@@ -1,0 +1,78 @@
+"""The evaluation report of ``tripod-train evaluate``: the metrics as JSON and as a short Markdown table.
+
+Both files are written atomically (:func:`tripod_pl.io.atomic_write_text`): a reader sees the previous report or
+the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripod_pl.io import atomic_write_text
+
+__all__ = ["markdown_report", "report_paths", "write_report"]
+
+
+def report_paths(ckpt_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """Where the report goes: ``out_dir/metrics.{json,md}`` when ``out_dir`` is given, else next to the checkpoint
+    as ``<checkpoint stem>.metrics.{json,md}`` (several checkpoints share a folder)."""
+    if out_dir is not None:
+        return Path(out_dir) / "metrics.json", Path(out_dir) / "metrics.md"
+    ckpt = Path(ckpt_path)
+    return ckpt.with_name(f"{ckpt.stem}.metrics.json"), ckpt.with_name(f"{ckpt.stem}.metrics.md")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def markdown_report(metrics: dict[str, Any]) -> str:
+    """A short Markdown summary: the scalar metrics, then each source's most informative active latent."""
+    ckpt = metrics.get("checkpoint")
+    title = f"# Evaluation of `{Path(ckpt).name}`" if ckpt else "# Evaluation"
+    if metrics.get("global_step") is not None:
+        title += f" (step {metrics['global_step']})"
+    rows = [
+        ("InfoM", _fmt(metrics.get("infom"))),
+        ("InfoC", _fmt(metrics.get("infoc"))),
+        ("InfoE", _fmt(metrics.get("infoe"))),
+        ("D", _fmt(metrics.get("d"))),
+        ("C", _fmt(metrics.get("c"))),
+        ("I", _fmt(metrics.get("i"))),
+        ("active latents", f"{int(metrics['num_active'])} / {metrics['n_z']}"),
+        ("PSNR (dB)", _fmt(metrics.get("psnr"), 2)),
+    ]
+    lines = [title, "", "| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+    names, nmi, active = metrics.get("source_names"), metrics.get("nmi"), metrics.get("active")
+    if names and nmi is not None:
+        nmi_arr = np.asarray(nmi, dtype=np.float64)
+        masked = np.where(np.asarray(active, dtype=bool)[None, :], nmi_arr, -np.inf)
+        lines += ["", "| source | best active latent | NMI |", "|---|---|---|"]
+        for i, name in enumerate(names):
+            if np.isfinite(masked[i]).any():
+                j = int(np.argmax(masked[i]))
+                lines.append(f"| {name} | z{j} | {nmi_arr[i, j]:.3f} |")
+            else:
+                lines.append(f"| {name} | – | – |")
+    data = metrics.get("data")
+    kind = "discrete" if metrics.get("discrete") else "continuous"
+    lines += [
+        "",
+        f"{metrics['num_samples']:,} evaluation samples of `{data}`; {kind} latents; "
+        f"backend `{metrics.get('backend', 'torch')}`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(metrics: dict[str, Any], json_path: str | os.PathLike[str], md_path: str | os.PathLike[str]) -> None:
+    """Writes ``metrics`` as JSON and as :func:`markdown_report`, each atomically."""
+    atomic_write_text(json_path, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(md_path, markdown_report(metrics))

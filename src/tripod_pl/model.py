@@ -1,0 +1,161 @@
+"""The autoencoder itself, in plain PyTorch: encoder -> bottleneck leg -> decoder, plus regularizer legs.
+
+``loss = BCE(decoder(z), (x + 1) / 2) + sum_legs sum_terms weight * term`` where ``z`` is what the bottleneck
+leg makes of the encoder's output and each regularizer leg adds its named terms (docs/architecture.md; the
+legs' mathematics in docs/legs.md). The method is chosen by the legs alone: Tripod is
+``FSQ(n_q=12)`` with ``[KLM(1e-4), NHP(1e-2)]``, QLAE a ``ScalarCodebook`` with weight decay, and so on.
+
+Nothing here imports Lightning: the model trains in any loop, and :class:`tripod_pl.TripodModule` is only the
+Lightning glue around it (steps, logging, optimizer).
+
+Example:
+    >>> model = TripodAutoencoder(FSQ(n_q=12), [KLM(weight=1e-4), NHP(weight=1e-2)], n_z=12)
+    >>> loss, terms, logits = model(images)     # images in [-1, 1], N x 3 x 64 x 64
+    >>> loss.backward()
+    >>> z = model.encode(images)                # evaluation latents, N x 12
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tripod_pl.legs.base import Bottleneck, Leg, Regularizer, StepContext
+from tripod_pl.legs.registry import build_leg
+from tripod_pl.nets import Decoder, Encoder
+
+__all__ = ["LossTerms", "TripodAutoencoder"]
+
+
+class LossTerms(NamedTuple):
+    """One forward pass of :meth:`TripodAutoencoder.compute_terms`.
+
+    Attributes:
+        loss: the weighted sum to minimise (a scalar).
+        terms: every term by name, unweighted: ``reconstruction`` and the legs' own.
+        logits: the decoder's output logits, N x 3 x H x W (``sigmoid`` gives the image in [0, 1]).
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+    logits: Tensor
+
+
+class TripodAutoencoder(nn.Module):
+    """Encoder, bottleneck leg, decoder and regularizer legs; ``forward`` returns the loss and its terms.
+
+    Args:
+        bottleneck: the leg mapping encoder features to latents (FSQ, codebook, Gaussian, identity, ...), or
+            its spec ``{"class_path": ..., "init_args": {...}}``.
+        regularizers: legs adding loss terms (KLM, NHP, Hessian penalty, beta-TC, plugins, ...), or specs.
+        n_z: number of latents; default ``2 * num_sources``.
+        num_sources: number of ground-truth sources of the dataset (only to default ``n_z``).
+        dataset_size: number of training images (beta-TC's N).
+        encoder_widths: channels of the encoder stages (paper: 32, 64, 128, 256).
+        decoder_widths: channels of the decoder stages (paper: 512, 256, 128, 64).
+        cond_dim: width of the decoder's conditioning MLP.
+        image_size: side of the square input images.
+        activation_norm: non-affine GroupNorm after the decoder's upsamples (naive Hessian penalty).
+    """
+
+    def __init__(
+        self,
+        bottleneck: Bottleneck | dict[str, Any],
+        regularizers: Sequence[Regularizer | dict[str, Any]] = (),
+        n_z: int | None = None,
+        num_sources: int | None = None,
+        dataset_size: int | None = None,
+        encoder_widths: Sequence[int] = (32, 64, 128, 256),
+        decoder_widths: Sequence[int] = (512, 256, 128, 64),
+        cond_dim: int = 256,
+        image_size: int = 64,
+        activation_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_z is None:
+            if num_sources is None:
+                raise ValueError("set n_z, or num_sources (n_z = 2 x num_sources)")
+            n_z = 2 * num_sources
+        self.n_z = int(n_z)
+        self.bottleneck = build_leg(bottleneck)
+        self.regularizers = nn.ModuleList(build_leg(r) for r in regularizers)
+        if not isinstance(self.bottleneck, Bottleneck):
+            raise TypeError(f"bottleneck must be a Bottleneck leg, got {type(self.bottleneck).__name__}")
+        for reg in self.regularizers:
+            if not isinstance(reg, Regularizer):
+                raise TypeError(f"regularizers must be Regularizer legs, got {type(reg).__name__}")
+        for leg in self.legs:
+            leg.build(self.n_z, dataset_size)
+        self.encoder = Encoder(self.bottleneck.encoder_features(self.n_z), widths=encoder_widths)
+        self.decoder = Decoder(
+            self.n_z,
+            widths=decoder_widths,
+            cond_dim=cond_dim,
+            image_size=image_size,
+            activation_norm=activation_norm,
+        )
+
+    @property
+    def legs(self) -> list[Leg]:
+        """The bottleneck, then the regularizers."""
+        return [self.bottleneck, *self.regularizers]
+
+    @property
+    def discrete_latents(self) -> bool:
+        """Whether the evaluation latents are quantized (histogram MI) or continuous (kNN MI)."""
+        return self.bottleneck.discrete
+
+    def leg_specs(self) -> dict[str, Any]:
+        """The legs as plain data (``bottleneck`` and ``regularizers``), from which a checkpoint rebuilds them."""
+        return {"bottleneck": self.bottleneck.spec(), "regularizers": [r.spec() for r in self.regularizers]}
+
+    # ---- inference ----------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """Evaluation latents (quantized values, ``mu`` or ``z``) for images ``x`` in [-1, 1], N x 3 x H x W."""
+        return self.bottleneck(self.encoder(x)).z_eval
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images in [-1, 1] (N x 3 x H x W) decoded from latents ``z`` (N x n_z)."""
+        return torch.sigmoid(self.decoder(z).float()) * 2 - 1
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Reconstruction of images ``x`` in [-1, 1], through the latents the decoder is trained on."""
+        return self.decode(self.bottleneck(self.encoder(x)).z)
+
+    # ---- training -----------------------------------------------------------------------------------
+    def compute_terms(self, x: Tensor) -> LossTerms:
+        """``(loss, unweighted terms, logits)`` for a batch of images in [-1, 1].
+
+        The reconstruction term is the binary cross-entropy between the logits and ``(x + 1) / 2``, averaged
+        over pixels; each leg's term enters the loss multiplied by its weight (``leg.weights``, default 1).
+        """
+        latents = self.bottleneck(self.encoder(x))
+        logits = self.decoder(latents.z)
+        terms = {"reconstruction": F.binary_cross_entropy_with_logits(logits.float(), (x.float() + 1) / 2)}
+        weights = {"reconstruction": 1.0}
+        ctx = StepContext(x=x, latents=latents, decoder=self.decoder)
+        for leg, leg_terms in [(self.bottleneck, latents.terms), *((r, r(ctx)) for r in self.regularizers)]:
+            for name, value in leg_terms.items():
+                if name in terms:
+                    raise KeyError(f"loss term {name!r} of {type(leg).__name__} is already taken by another leg")
+                terms[name] = value
+                weights[name] = leg.weights.get(name, 1.0)
+        loss = sum(weights[name] * value for name, value in terms.items())
+        return LossTerms(loss, terms, logits)
+
+    def forward(self, x: Tensor) -> LossTerms:
+        """Same as :meth:`compute_terms` (so hooks, DDP wrappers and ``torch.compile`` see the training pass)."""
+        return self.compute_terms(x)
+
+    def parameter_groups(self, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+        """Optimizer groups: encoder and decoder parameters with ``weight_decay``, the legs' without."""
+        nets = [p for m in (self.encoder, self.decoder) for p in m.parameters() if p.requires_grad]
+        legs = [p for leg in self.legs for p in leg.parameters() if p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": nets, "weight_decay": weight_decay}]
+        if legs:
+            groups.append({"params": legs, "weight_decay": 0.0})
+        return groups
