@@ -1,6 +1,6 @@
 """Write ``configs/<dataset>/<method>.yaml`` for every method (docs/architecture.md, "Configs") and every benchmark.
 
-The YAML files are committed; this script is their single source, and ``tests/test_configs.py`` checks that
+The YAML files are committed; this script is their single source, and ``tests/integration/test_configs.py`` checks that
 they are up to date. Run ``python scripts/make_configs.py`` after editing the tables below.
 """
 

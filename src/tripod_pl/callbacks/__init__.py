@@ -1,4 +1,4 @@
-"""Lightning callbacks for the evaluation protocol (DESIGN §6): periodic InfoMEC/DCI with TensorBoard figures,
+"""Lightning callbacks for the evaluation protocol (docs/evaluation.md): periodic InfoMEC/DCI with TensorBoard figures,
 and model selection by InfoM above a PSNR threshold."""
 
 from tripod_pl.callbacks.evaluation import EvaluationCallback

@@ -1,4 +1,4 @@
-"""Figures of an evaluation (DESIGN §6): NMI heatmap, reconstructions, latent traversals, latent histograms.
+"""Figures of an evaluation (docs/evaluation.md): NMI heatmap, reconstructions, latent traversals, latent histograms.
 
 Pure functions of arrays and tensors, no Lightning: each returns a :class:`matplotlib.figure.Figure` built
 without ``pyplot`` (no global figure registry, no GUI backend, safe in a training process) or an image tensor
