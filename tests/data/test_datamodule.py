@@ -13,7 +13,7 @@ import torch
 import tripod_pl.data.datamodule as datamodule_module
 from tripod_pl.data import DatasetError, HDF5DataModule, generate_procedural, to_float_images
 
-from .conftest import SMALL_FACTORS, read_all, row_ids
+from .helpers import SMALL_FACTORS, read_all, row_ids
 
 SIZES = list(SMALL_FACTORS.values())
 #: 288 images, 36 held out, 252 for training: 2 ranks x 2 workers x 8 images per batch

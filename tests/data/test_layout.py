@@ -4,30 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
 from tripod_pl.data import DatasetError, DatasetInfo, read_info
 
-NAMES = ["shape", "scale"]
-SIZES = [3, 4]
-
-
-def _write(path: Path, images=None, sources=None, names=NAMES, sizes=SIZES, skip=()) -> Path:
-    n = 12
-    images = np.zeros((n, 8, 8, 3), np.uint8) if images is None else images
-    sources = np.stack(np.unravel_index(np.arange(n), SIZES), 1).astype(np.uint8) if sources is None else sources
-    with h5py.File(path, "w") as f:
-        if "images" not in skip:
-            f["images"] = images
-        if "sources" not in skip:
-            f["sources"] = sources
-        if "source_names" not in skip:
-            f.attrs["source_names"] = names
-        if "source_sizes" not in skip:
-            f.attrs["source_sizes"] = sizes
-    return path
+from .helpers import LAYOUT_NAMES, LAYOUT_SIZES, write_layout_file
 
 
 def _error(path: Path) -> str:
@@ -40,15 +22,15 @@ def _error(path: Path) -> str:
 
 
 def test_read_info_summarises_a_valid_file(tmp_path: Path) -> None:
-    info = read_info(_write(tmp_path / "ok.h5"))
-    assert info == DatasetInfo(str(tmp_path / "ok.h5"), 12, (8, 8, 3), NAMES, SIZES)
+    info = read_info(write_layout_file(tmp_path / "ok.h5"))
+    assert info == DatasetInfo(str(tmp_path / "ok.h5"), 12, (8, 8, 3), LAYOUT_NAMES, LAYOUT_SIZES)
     assert info.num_sources == 2
     assert "shape=3 scale=4" in info.describe()
 
 
 def test_names_stored_as_bytes_are_decoded(tmp_path: Path) -> None:
-    path = _write(tmp_path / "b.h5", names=np.array([b"shape", b"scale"]))
-    assert read_info(path).source_names == NAMES
+    path = write_layout_file(tmp_path / "b.h5", names=np.array([b"shape", b"scale"]))
+    assert read_info(path).source_names == LAYOUT_NAMES
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -62,7 +44,7 @@ def test_not_hdf5(tmp_path: Path) -> None:
 
 
 def test_truncated_file(tmp_path: Path) -> None:
-    path = _write(tmp_path / "t.h5", images=np.ones((12, 32, 32, 3), np.uint8))
+    path = write_layout_file(tmp_path / "t.h5", images=np.ones((12, 32, 32, 3), np.uint8))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     assert "truncated" in _error(path)
@@ -70,12 +52,12 @@ def test_truncated_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["images", "sources"])
 def test_missing_dataset(tmp_path: Path, missing: str) -> None:
-    assert _error(_write(tmp_path / "m.h5", skip=(missing,))).endswith(f"missing dataset '{missing}'")
+    assert _error(write_layout_file(tmp_path / "m.h5", skip=(missing,))).endswith(f"missing dataset '{missing}'")
 
 
 @pytest.mark.parametrize("missing", ["source_names", "source_sizes"])
 def test_missing_attribute(tmp_path: Path, missing: str) -> None:
-    assert _error(_write(tmp_path / "a.h5", skip=(missing,))).endswith(f"missing root attribute '{missing}'")
+    assert _error(write_layout_file(tmp_path / "a.h5", skip=(missing,))).endswith(f"missing root attribute '{missing}'")
 
 
 @pytest.mark.parametrize(
@@ -88,7 +70,7 @@ def test_missing_attribute(tmp_path: Path, missing: str) -> None:
     ],
 )
 def test_wrong_images(tmp_path: Path, images: np.ndarray, expected: str) -> None:
-    assert expected in _error(_write(tmp_path / "i.h5", images=images))
+    assert expected in _error(write_layout_file(tmp_path / "i.h5", images=images))
 
 
 @pytest.mark.parametrize(
@@ -104,29 +86,31 @@ def test_wrong_images(tmp_path: Path, images: np.ndarray, expected: str) -> None
     ],
 )
 def test_wrong_sources_or_attributes(tmp_path: Path, kwargs: dict, expected: str) -> None:
-    assert expected in _error(_write(tmp_path / "s.h5", **kwargs))
+    assert expected in _error(write_layout_file(tmp_path / "s.h5", **kwargs))
 
 
 def test_source_out_of_range_names_source_and_row(tmp_path: Path) -> None:
-    sources = np.stack(np.unravel_index(np.arange(12), SIZES), 1).astype(np.int64)
+    sources = np.stack(np.unravel_index(np.arange(12), LAYOUT_SIZES), 1).astype(np.int64)
     sources[7, 1] = 4
-    message = _error(_write(tmp_path / "r.h5", sources=sources))
+    message = _error(write_layout_file(tmp_path / "r.h5", sources=sources))
     assert message.endswith("source 'scale' has index 4 at row 7, outside its size 4 (0..3)")
 
 
 def test_negative_source(tmp_path: Path) -> None:
     sources = np.zeros((12, 2), np.int64)
     sources[3, 0] = -1
-    assert "source 'shape' has index -1 at row 3" in _error(_write(tmp_path / "n.h5", sources=sources))
+    assert "source 'shape' has index -1 at row 3" in _error(write_layout_file(tmp_path / "n.h5", sources=sources))
 
 
 def test_range_check_can_be_skipped(tmp_path: Path) -> None:
     sources = np.full((12, 2), 9, np.int64)
-    assert read_info(_write(tmp_path / "k.h5", sources=sources), check_sources=False).num_images == 12
+    assert read_info(write_layout_file(tmp_path / "k.h5", sources=sources), check_sources=False).num_images == 12
 
 
 def test_empty_file(tmp_path: Path) -> None:
-    path = _write(tmp_path / "e.h5", images=np.zeros((0, 8, 8, 3), np.uint8), sources=np.zeros((0, 2), np.int64))
+    path = write_layout_file(
+        tmp_path / "e.h5", images=np.zeros((0, 8, 8, 3), np.uint8), sources=np.zeros((0, 2), np.int64)
+    )
     assert _error(path).endswith("holds no images")
 
 

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tripod_pl.data import HDF5DataModule
 
-from .conftest import SMALL_FACTORS, row_ids
+from .helpers import SMALL_FACTORS, row_ids
 
 SIZES = list(SMALL_FACTORS.values())
 OPTIONS = {"batch_size": 8, "val_fraction": 0.125, "block_rows": 16, "shuffle_blocks": 2, "pin_memory": False}

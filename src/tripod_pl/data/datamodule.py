@@ -1,4 +1,4 @@
-"""``HDF5DataModule``: training from one file in the layout of ``layout.py``, at scale (DESIGN §5).
+"""``HDF5DataModule``: training from one file in the layout of ``layout.py``, at scale (docs/data.md).
 
 - Training streams whole batches in the order of ``plan.py``: contiguous chunk-aligned reads, a seeded
   window shuffle that changes every epoch, equal batch counts on every DDP rank, one lazily opened file
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from tripod_pl.data.layout import DatasetInfo, image_chunk_rows, read_info
 from tripod_pl.data.loader import StreamPosition, TrainLoader, no_collate
 from tripod_pl.data.plan import PlanConfig, TrainPlan, validation_mask
-from tripod_pl.data.procedural import generate_procedural
+from tripod_pl.data.prepare import generate_procedural
 from tripod_pl.data.rows import HDF5Rows, MemoryRows, RowSource
 from tripod_pl.data.stream import FixedBatches, TrainStream
 from tripod_pl.data.transforms import to_float_images

@@ -1,4 +1,4 @@
-"""The one HDF5 layout every dataset is trained from, and its validation (DESIGN §5).
+"""The one HDF5 layout every dataset is trained from, and its validation (docs/data.md).
 
 A dataset file holds:
 

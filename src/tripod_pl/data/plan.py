@@ -1,6 +1,6 @@
 """Which rows go in which batch, on which rank and worker, in which epoch: pure index arithmetic, no I/O.
 
-Training order (DESIGN §5: contiguous reads, buffered shuffle, shards over ranks and workers):
+Training order (docs/data.md: contiguous reads, buffered shuffle, shards over ranks and workers):
 
 1. The file is cut into *blocks* of ``block_rows`` consecutive rows (chunk aligned); each block keeps only its
    training rows. Every epoch permutes the blocks (seeded by ``seed, epoch``): the *epoch stream* is the

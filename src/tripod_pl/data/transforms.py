@@ -1,4 +1,4 @@
-"""The one conversion from stored pixels to network input (DESIGN §2): uint8 ``..HWC`` to float ``..CHW``.
+"""The one conversion from stored pixels to network input (docs/data.md): uint8 ``..HWC`` to float ``..CHW``.
 
 Done on the accelerator, after the batch is transferred (uint8 is a quarter of the bytes to move), by
 ``HDF5DataModule.on_after_batch_transfer``; exposed for anyone else feeding images to the networks::

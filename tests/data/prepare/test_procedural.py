@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tripod_pl.data import generate_procedural, read_info
-from tripod_pl.data.procedural import DEFAULT_FACTORS, render_masks
+from tripod_pl.data.prepare.procedural import DEFAULT_FACTORS, render_masks
 
-from .conftest import SMALL_FACTORS, read_all
+from ..helpers import SMALL_FACTORS, read_all
 
 
 def test_small_file_is_the_factorial_grid_in_row_major_order(small_h5: str) -> None:

@@ -1,4 +1,4 @@
-"""Converting the published benchmark files to the training layout (DESIGN §5), streaming.
+"""Converting the published benchmark files to the training layout (docs/data.md), streaming.
 
 =========  ==========================================================  ===========================================
 dataset    published file(s)                                           source
@@ -32,17 +32,17 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from tripod_pl.data.factors import (
+from tripod_pl.data.layout import DatasetError, DatasetInfo, open_hdf5
+from tripod_pl.data.prepare.factors import (
     check_factorial_order,
     check_row_count,
     factorial_indices,
     values_to_indices,
 )
-from tripod_pl.data.layout import DatasetError, DatasetInfo, open_hdf5
-from tripod_pl.data.npz import NpzRows
-from tripod_pl.data.png_folder import check_images_present, decode_images
-from tripod_pl.data.resize import TARGET_SIZE, resize_images
-from tripod_pl.data.writer import DatasetWriter
+from tripod_pl.data.prepare.npz import NpzRows
+from tripod_pl.data.prepare.png_folder import check_images_present, decode_images
+from tripod_pl.data.prepare.resize import TARGET_SIZE, resize_images
+from tripod_pl.data.prepare.writer import DatasetWriter
 
 READ_ROWS = 1024
 

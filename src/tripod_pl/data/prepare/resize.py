@@ -1,4 +1,4 @@
-"""Antialiased downsizing of image batches to the training resolution (64x64, DESIGN §5).
+"""Antialiased downsizing of image batches to the training resolution (64x64, docs/data.md).
 
 An integer ratio (Falcor3D and Isaac3D: 128 -> 64) is an exact box average, rounded half up, computed for the
 whole batch in NumPy; any other ratio falls back to PIL's area (``BOX``) filter image by image::

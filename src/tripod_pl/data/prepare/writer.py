@@ -1,9 +1,9 @@
-"""Atomic, streaming writing of dataset files in the layout of ``layout.py``.
+"""Atomic, streaming writing of dataset files in the layout of ``tripod_pl.data.layout``.
 
 Rows are written in any number of consecutive batches into a hidden temporary file next to the target;
-only a complete file is renamed into place (``os.replace``), so an interrupted run never leaves a file that
+only a complete file is renamed into place (``tripod_pl.io``), so an interrupted run never leaves a file that
 looks valid. Images are chunked in runs of ``chunk_rows`` whole images, which is what the streaming reader
-reads (DESIGN §5: contiguous blocks, never one-image chunks)::
+reads (docs/data.md: contiguous blocks, never one-image chunks)::
 
     with DatasetWriter("out.h5", 1000, (64, 64, 3), ["shape", "scale"], [4, 250]) as w:
         for images, sources in batches:
@@ -13,7 +13,6 @@ reads (DESIGN §5: contiguous blocks, never one-image chunks)::
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +29,7 @@ from tripod_pl.data.layout import (
     DatasetInfo,
     check_source_range,
 )
+from tripod_pl.io import publish, temporary_path
 
 DEFAULT_CHUNK_ROWS = 64
 
@@ -41,11 +41,6 @@ def sources_dtype(sizes: list[int]) -> np.dtype:
         if top - 1 <= np.iinfo(dt).max:
             return np.dtype(dt)
     return np.dtype(np.int64)
-
-
-def temporary_path(path: Path) -> Path:
-    """A unique hidden name in the same directory (so that ``os.replace`` is an atomic rename)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
 class DatasetWriter:
@@ -120,7 +115,7 @@ class DatasetWriter:
             raise ValueError(f"{self.rows_written} rows written, {self.num_images} announced")
         self._file.close()
         self._file = None
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
         h, w, c = self.image_shape
         return DatasetInfo(str(self.path), self.num_images, (h, w, c), self.source_names, self.source_sizes)
 

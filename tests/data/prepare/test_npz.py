@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tripod_pl.data import DatasetError
-from tripod_pl.data.npz import NpzRows
+from tripod_pl.data.prepare.npz import NpzRows
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from tripod_pl.data.layout import DatasetError
-from tripod_pl.data.resize import TARGET_SIZE, resize_images
+from tripod_pl.data.prepare.resize import TARGET_SIZE, resize_images
 
 GROUP = 512
 

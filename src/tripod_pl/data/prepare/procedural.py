@@ -1,4 +1,4 @@
-"""A procedural dataset in the training layout, so the whole pipeline runs with no download (DESIGN §5).
+"""A procedural dataset in the training layout, so the whole pipeline runs with no download (docs/data.md).
 
 A 64x64 RGB scene: one flat-coloured object (square, triangle, ellipse or cross) on a grey background. Seven
 independent discrete sources, full factorial, rows in row-major order of ``DEFAULT_FACTORS``:
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tripod_pl.data.layout import DatasetInfo
-from tripod_pl.data.writer import write_batches
+from tripod_pl.data.prepare.writer import write_batches
 
 DEFAULT_FACTORS: dict[str, int] = {
     "background_color": 4,

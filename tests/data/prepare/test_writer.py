@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tripod_pl.data import DatasetError, DatasetWriter, read_info, write_batches, write_dataset
-from tripod_pl.data.writer import sources_dtype
+from tripod_pl.data.prepare.writer import sources_dtype
 
-from .conftest import read_all
+from ..helpers import read_all
 
 
 def _arrays(n: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from tripod_pl.data import DatasetError, read_info
-from tripod_pl.data.converters import PUBLISHED, convert
-from tripod_pl.data.resize import resize_images
+from tripod_pl.data.prepare.converters import PUBLISHED, convert
+from tripod_pl.data.prepare.resize import resize_images
 
+from ..helpers import read_all
 from . import published
-from .conftest import read_all
 
 
 def _grid(sizes: list[int]) -> np.ndarray:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tripod_pl.data import read_info
-from tripod_pl.data.cli import main
+from tripod_pl.data.prepare.cli import main
 
+from ..helpers import write_layout_file
 from . import published
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -104,16 +107,11 @@ def test_unknown_dataset_is_a_usage_error(tmp_path: Path, capsys: pytest.Capture
     assert "invalid choice: 'celeba'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_console_script_exit_status(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "tripod_pl.data.cli", "info", str(tmp_path / "none.h5")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert result.stderr == f"tripod-data: error: {tmp_path / 'none.h5'}: no such file\n"
+def test_console_script_entry_point_is_this_main() -> None:
+    target = re.search(r'^tripod-data = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert target is not None
+    module, function = target.group(1).split(":")
+    assert getattr(importlib.import_module(module), function) is main
 
 
 @pytest.mark.parametrize(
@@ -126,7 +124,5 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
     ],
 )
 def test_info_on_malformed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str], kwargs: dict, problem: str):
-    from .test_layout import _write
-
-    path = _write(tmp_path / "bad.h5", **kwargs)
+    path = write_layout_file(tmp_path / "bad.h5", **kwargs)
     assert _fails(["info", str(path)], capsys) == f"tripod-data: error: {path}: {problem}"

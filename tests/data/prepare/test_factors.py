@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tripod_pl.data import DatasetError
-from tripod_pl.data.factors import check_factorial_order, factorial_indices, values_to_indices
+from tripod_pl.data.prepare.factors import check_factorial_order, factorial_indices, values_to_indices
 
 
 def test_values_map_to_their_rank_among_sorted_unique_values() -> None:

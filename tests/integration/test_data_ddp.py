@@ -11,9 +11,8 @@ import torch
 
 from tripod_pl.data import HDF5DataModule
 
-from .conftest import SMALL_FACTORS, row_ids
+from ..data.helpers import SMALL_SIZES, row_ids, write_small
 
-SIZES = list(SMALL_FACTORS.values())
 OPTIONS = {"batch_size": 8, "val_fraction": 0.125, "block_rows": 16, "shuffle_blocks": 2, "pin_memory": False}
 
 
@@ -25,7 +24,7 @@ class _RankRecorder(L.LightningModule):
         self.seen: list[np.ndarray] = []
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        self.seen.append(row_ids(batch["sources"], SIZES))
+        self.seen.append(row_ids(batch["sources"], SMALL_SIZES))
         return (self.weight * batch["image"].mean()) ** 2
 
     def on_train_end(self) -> None:
@@ -36,6 +35,11 @@ class _RankRecorder(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+@pytest.fixture
+def small_h5(tmp_path: Path) -> str:
+    return write_small(tmp_path / "small.h5")
 
 
 @pytest.mark.slow

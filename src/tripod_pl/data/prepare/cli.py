@@ -16,9 +16,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tripod_pl.data.converters import PUBLISHED, convert
 from tripod_pl.data.layout import DatasetError, read_info
-from tripod_pl.data.procedural import DEFAULT_FACTORS, generate_procedural
+from tripod_pl.data.prepare.converters import PUBLISHED, convert
+from tripod_pl.data.prepare.procedural import DEFAULT_FACTORS, generate_procedural
 
 PROG = "tripod-data"
 
