@@ -6,10 +6,8 @@ machine is shared and noisy: compare the ratios of one run, not figures of diffe
 
 - ``naive``: a map-style ``Dataset`` whose ``__getitem__`` reads one row from h5py, shuffled
   ``DataLoader(batch_size=64)`` (what most disentanglement code does);
-- ``stream, ring``: ``HDF5DataModule`` with 0, 1 and 2 workers, batches returned through the shared-memory
-  ``BatchRing`` (with 0 workers there is no ring: the same code as ``plain``);
-- ``stream, plain``: the same ``TrainStream`` (contiguous runs, batches built in the worker) in an ordinary
-  ``DataLoader``, 0 and 2 workers: every batch travels in its own shared-memory segment;
+- ``stream``: ``HDF5DataModule`` (contiguous runs, batches built whole in the worker, a plain ``DataLoader``)
+  with 0, 1 and 2 workers;
 - ``in RAM``: ``HDF5DataModule(in_memory=True)`` with 0 and 2 workers.
 
 Batches are counted when the loop receives them (uint8, before any device transfer); ``parent_ms_per_batch``
@@ -17,6 +15,10 @@ is the CPU time the training process spends per batch to receive it (time the tr
 The JSON also holds the demand of the fastest method on a GPU (see ``DEMAND``)::
 
     python benchmarks/data_throughput.py            # writes benchmarks/results/data_throughput.json
+
+``results/data_throughput_ring_vs_plain.json`` was measured by this script at commit 6819bb2, when workers
+could still return batches through a shared-memory batch ring: it compares, in one run, the ring with the
+plain ``DataLoader`` path that replaced it (``tripod_pl.data.loader`` has the figures).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tripod_pl.data import HDF5DataModule, generate_procedural, read_info
-from tripod_pl.data.stream import TrainStream
 
 #: 4 x 5 x 4 x 3 x 8 x 8 x 7 = 107,520 images
 FACTORS = {"position_x": 8, "position_y": 8, "rotation": 7}
@@ -72,18 +73,6 @@ class NaiveRows(Dataset):
             "image": torch.from_numpy(self.file["images"][i]),
             "sources": torch.from_numpy(self.file["sources"][i].astype(np.int64)),
         }
-
-
-def _identity(batch: dict) -> dict:
-    return batch
-
-
-def plain_loader(dm: HDF5DataModule) -> DataLoader:
-    """``dm``'s training stream in an ordinary ``DataLoader``: no ring, one shared-memory segment per batch."""
-    stream = TrainStream(dm._rows(), dm.train_plan(), dm.info.image_shape, dm.num_sources)
-    workers = dm.hparams.num_workers
-    extra = {"persistent_workers": True, "prefetch_factor": dm.hparams.prefetch_factor} if workers else {}
-    return DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=_identity, **extra)
 
 
 def measure(loader: Iterable, seconds: float, warmup_batches: int = 20) -> dict[str, float]:
@@ -123,15 +112,12 @@ def run(path: str, batch_size: int, seconds: float) -> list[dict]:
         rows = NaiveRows(path)
         return DataLoader(rows, batch_size, shuffle=True, num_workers=2, persistent_workers=True, drop_last=True)
 
-    def datamodule(workers: int, in_memory: bool, plain: bool = False) -> Callable[[], Iterable]:
+    def datamodule(workers: int, in_memory: bool) -> Callable[[], Iterable]:
         options = {"batch_size": batch_size, "num_workers": workers, "in_memory": in_memory, "pin_memory": False}
-        if plain:
-            return lambda: plain_loader(HDF5DataModule(path, **options))
         return lambda: HDF5DataModule(path, **options).train_dataloader()
 
     configs: list[tuple[str, int, Callable[[], Iterable]]] = [("naive __getitem__", 2, naive)]
-    configs += [("stream, ring", workers, datamodule(workers, False)) for workers in (0, 1, 2)]
-    configs += [("stream, plain", workers, datamodule(workers, False, plain=True)) for workers in (0, 2)]
+    configs += [("stream", workers, datamodule(workers, False)) for workers in (0, 1, 2)]
     configs += [("in RAM", workers, datamodule(workers, True)) for workers in (0, 2)]
     results = []
     for name, workers, make in configs:

@@ -28,9 +28,10 @@ ring, 2 workers                87,571  0.20 ms
 The demand of the fastest method (AE/QLAE, batch 64) on one GPU: the project targets a Tripod step of
 <= 15 ms on an H100/H200-class GPU and a QLAE/AE step is ~4.4x less arithmetic (0.57 vs ~2.5 TFLOP), so
 64 / (15 ms / 4.4) ~ 18.8k images/s; the paper's own profile (0.040 s per QLAE step) means 1.6k images/s.
-The plain path with 2 workers on 2 shared cores covers the first with a thin margin (1.2x) and the second
-14x; GPU nodes have >= 8 cores per GPU. Its cost is in the training process: ~1.1 ms of CPU per batch to
-receive it, against ~3.4 ms per step at the target (with no workers, reading costs that process ~0.4 ms).
+The plain path with 2 workers on 2 shared cores covers the first with a thin margin (1.2x; 30,687 images/s
+and 0.59 ms per batch in a later run of this code, ``data_throughput.json``) and the second 14x; GPU nodes
+have >= 8 cores per GPU. Its cost is in the training process: 0.6-1.1 ms of CPU per batch to receive it,
+against ~3.4 ms per step at the target (with no workers, reading costs that process ~0.4 ms per batch).
 """
 
 from __future__ import annotations
