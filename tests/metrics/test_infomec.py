@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tripod_pl.metrics import infomec
-from tripod_pl.metrics._common import infom_infoc
+from tripod_pl.metrics._common import active_latents, infom_infoc
 
 from ._data import make_latents, make_sources
 
@@ -104,3 +104,14 @@ def test_cuda_tensors_compute_on_the_gpu_and_agree_with_cpu(sources, discrete):
     cpu = infomec(sources, latents, discrete)
     for key in ("infom", "infoc", "infoe"):
         assert gpu[key] == pytest.approx(cpu[key], abs=2e-3)
+
+
+def test_active_latent_rule_is_shared_by_both_backends():
+    iqr = np.array([0.05, 0.1, 0.11, 2.0])
+    assert active_latents(iqr, discrete=True).tolist() == [False, False, True, True]
+    assert active_latents(iqr, discrete=False).tolist() == [False, False, False, True]  # > max / 10 = 0.2
+    assert active_latents(np.zeros(3), discrete=False).tolist() == [False] * 3  # collapsed: none active
+    z = np.random.default_rng(0).normal(size=(400, 3)) * np.array([1.0, 0.05, 0.2])
+    s = np.random.default_rng(1).integers(0, 3, size=(400, 2))
+    for backend in ("torch", "sklearn"):
+        assert infomec(s, z, discrete=False, backend=backend)["active"].tolist() == [True, False, True], backend

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tripod_pl.tensors import to_numpy
+
 ArrayLike = Any  # numpy array, torch tensor, or anything np.asarray accepts
 
 
@@ -40,9 +42,7 @@ def as_tensor(x: ArrayLike, device: torch.device, dtype: torch.dtype | None = No
 
 def as_numpy(x: ArrayLike) -> np.ndarray:
     """`x` as a 2-D NumPy array (tensors are detached and copied to the host)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+    x = to_numpy(x)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2:
@@ -157,11 +157,11 @@ def infom_infoc(nmi: np.ndarray, active: np.ndarray, valid: np.ndarray) -> tuple
     return normalized_score(per_latent.mean(), k), normalized_score(per_source.mean(), n_active)
 
 
-def active_latents_np(latents: np.ndarray, discrete: bool) -> np.ndarray:
-    """Inter-quartile range > 0.1 (discrete) or > max IQR / 10 (continuous)."""
-    q25, q75 = np.quantile(latents, [0.25, 0.75], axis=0)
-    iqr = q75 - q25
-    return iqr > (0.1 if discrete else iqr.max() / 10)
+def active_latents(iqr: np.ndarray, discrete: bool) -> np.ndarray:
+    """The protocol's rule for active latents, from each latent's inter-quartile range over the evaluation
+    samples: IQR > 0.1 (discrete latents) or IQR > max IQR / 10 (continuous) (docs/evaluation.md)."""
+    iqr = np.asarray(iqr, dtype=np.float64)
+    return iqr > (0.1 if discrete else iqr.max(initial=0.0) / 10)
 
 
 def dci_scores(importance: np.ndarray, accuracy: np.ndarray, valid: np.ndarray) -> dict[str, float]:

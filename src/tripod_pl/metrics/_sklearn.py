@@ -65,7 +65,8 @@ def infomec(sources, latents, discrete: bool, n_neighbors: int = 10, seed: int =
             )
         nmi[i] = mi / entropy
 
-    active = common.active_latents_np(z, discrete)
+    q25, q75 = np.quantile(z, [0.25, 0.75], axis=0)
+    active = common.active_latents(q75 - q25, discrete)
     infom, infoc = common.infom_infoc(nmi, active, valid)
     infoe = 0.0
     if active.any() and valid.any():

@@ -70,8 +70,7 @@ def infomec(
         nmi = nmi.cpu().numpy()
 
         q = common.column_quantiles(z, (0.25, 0.75))
-        iqr = (q[1] - q[0]).cpu().numpy()
-        active = iqr > (0.1 if discrete else iqr.max() / 10)
+        active = common.active_latents((q[1] - q[0]).cpu().numpy(), discrete)
 
         infom, infoc = common.infom_infoc(nmi, active, valid)
         infoe = 0.0
