@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "slurm" / "train.sbatch"
+from ..helpers import ROOT
+
+SCRIPT = ROOT / "examples" / "slurm" / "train.sbatch"
 
 
 def test_sbatch_script_is_valid_bash_with_requeue_directives():

@@ -58,7 +58,9 @@ def _worker(rank: int, world: int, port: int, h_full: torch.Tensor, queue) -> No
         total = loss.detach().clone()
         dist.all_reduce(total)
         if rank == 0:
-            queue.put((total / world, grads / world))
+            # NumPy travels by value: a tensor would travel as a shared-memory handle that dies with this process
+            queue.put(((total / world).numpy(), (grads / world).numpy()))
+        dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 
@@ -72,7 +74,7 @@ def test_global_batch_stats_on_two_ranks_match_one_process():
     procs = [ctx.Process(target=_worker, args=(r, 2, port, h_full, queue)) for r in range(2)]
     for p in procs:
         p.start()
-    loss2, grad2 = queue.get(timeout=120)
+    loss2, grad2 = (torch.from_numpy(a) for a in queue.get(timeout=120))
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
@@ -105,7 +107,8 @@ def _uneven_worker(rank: int, world: int, port: int, queue) -> None:
         t = torch.full((2 + rank, 3), float(rank), requires_grad=True)  # ranks hold 2 and 3 rows
         full, rows = gather_batch(t)
         (full * torch.arange(1.0, full.shape[0] + 1)[:, None]).sum().backward()
-        queue.put((rank, full.detach(), rows, t.grad))
+        queue.put((rank, full.detach().numpy(), rows, t.grad.numpy()))  # by value (see _worker)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -123,6 +126,7 @@ def test_ranks_with_different_batch_sizes_gather_without_padding_rows():
         assert p.exitcode == 0
     expected = torch.tensor([[0.0] * 3] * 2 + [[1.0] * 3] * 3)
     for rank, (full, rows, grad) in results.items():
+        full, grad = torch.from_numpy(full), torch.from_numpy(grad)
         torch.testing.assert_close(full, expected)
         assert rows == (slice(0, 2) if rank == 0 else slice(2, 5))
         # each rank's loss weights row i by i+1; the gather's backward sums both ranks' gradients
