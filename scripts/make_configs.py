@@ -14,6 +14,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 
 #: (lambda_KLM, lambda_NHP), beta of beta-TCVAE, QLAE weight decay, PSNR threshold for model selection (dB).
+#: klm, nhp: tripod configs/train_autoencoder.yaml (sweeper params for shapes3d; "good hyperparameters for other
+#: datasets" comment for the rest). beta: lq configs/params/tcvae/{shapes3d,mpi3d,falcor3d,tcvae_isaac3d}.yaml
+#: `total_correlation`. qlae_wd: lq configs/params/quantized_ae/<dataset>.yaml `model_partial.lambdas.l2` (AdamW
+#: weight decay, disentangle/models/ae.py). psnr: the Tripod paper's model-selection thresholds
+#: (docs/evaluation.md, "Model selection"), on the scale of the reference's uint8 PSNR (tripod
+#: disentangle/metrics/image.py).
 DATASETS = {
     "shapes3d": {"klm": 1e-4, "nhp": 1e-2, "beta": 3.0, "qlae_wd": 0.1, "psnr": 38.0},
     "mpi3d": {"klm": 1e-8, "nhp": 1e-4, "beta": 0.3, "qlae_wd": 0.001, "psnr": 42.0},
@@ -22,6 +28,26 @@ DATASETS = {
 }
 
 FINE_N_Q = 256  # "finer quantization" ablation: a grid much finer than Tripod's 12 levels
+
+#: The training protocol shared by every dataset config, with where each value comes from. "tripod" is
+#: github.com/kylehkhsu/tripod, "lq" github.com/kylehkhsu/latent_quantization (docs/reference.md).
+PROTOCOL = {
+    # tripod configs/train_autoencoder.yaml and configs/train_tcvae.yaml, `optim.num_steps: 250000`
+    "max_steps": 250_000,
+    # tripod configs/train_*.yaml, `optim.learning_rate: 0.0002`; AdamW in disentangle/models/autoencoder.py
+    # and tcvae.py `construct_optimizer`
+    "lr": 2.0e-4,
+    # tripod configs/train_*.yaml, `data.batch_size: 64`
+    "batch_size": 64,
+    # tripod configs/train_*.yaml `optim.clip: 1.`, applied as `optax.clip(1.)` (element-wise clamp to [-1, 1],
+    # not a norm) before AdamW in disentangle/models/autoencoder.py and tcvae.py `construct_optimizer`, on every
+    # parameter. lq clips the same way (configs/train_ae.yaml `optim.clip: 1.`, disentangle/models/ae.py) but
+    # only its decayed group, not biases or the codebook; here QLAE clips every parameter (docs/reference.md).
+    "gradient_clip_val": 1.0,
+    "gradient_clip_algorithm": "value",
+    # tripod configs/train_*.yaml `checkpoint.period: 1e4` (scripts/train_*.py save every 10k updates)
+    "checkpoint_every": 10_000,
+}
 
 
 def leg(name: str, **init_args) -> dict:
@@ -62,7 +88,8 @@ def methods(h: dict) -> dict[str, tuple[str, dict]]:
 def trainer(root: str, max_steps: int, every: int, psnr: float, eval_every: int | None = None) -> dict:
     return {
         "max_steps": max_steps,
-        "gradient_clip_val": 1.0,
+        "gradient_clip_val": PROTOCOL["gradient_clip_val"],
+        "gradient_clip_algorithm": PROTOCOL["gradient_clip_algorithm"],
         "val_check_interval": every,
         "check_val_every_n_epoch": None,
         "limit_val_batches": 20,
@@ -96,9 +123,14 @@ def all_configs() -> dict[Path, str]:
         for method, (description, model) in methods(h).items():
             config = {
                 "seed_everything": 0,
-                "trainer": trainer(f"runs/{dataset}/{method}", max_steps=250_000, every=10_000, psnr=h["psnr"]),
-                "model": {**model, "lr": 2.0e-4},
-                "data": {"path": f"data/{dataset}.h5", "batch_size": 64, "num_workers": 2},
+                "trainer": trainer(
+                    f"runs/{dataset}/{method}",
+                    max_steps=PROTOCOL["max_steps"],
+                    every=PROTOCOL["checkpoint_every"],
+                    psnr=h["psnr"],
+                ),
+                "model": {**model, "lr": PROTOCOL["lr"]},
+                "data": {"path": f"data/{dataset}.h5", "batch_size": PROTOCOL["batch_size"], "num_workers": 2},
             }
             comment = (
                 f"{description} on {dataset} (docs/architecture.md, paper protocol: batch 64, 250k steps).\n"
@@ -110,8 +142,11 @@ def all_configs() -> dict[Path, str]:
             out[ROOT / dataset / f"{method}.yaml"] = render(comment, config)
     quick = {
         "seed_everything": 0,
-        "trainer": {**trainer("runs/quickstart", max_steps=400, every=200, psnr=15.0), "limit_val_batches": 4,
-                    "log_every_n_steps": 10},
+        "trainer": {
+            **trainer("runs/quickstart", max_steps=400, every=200, psnr=15.0),
+            "limit_val_batches": 4,
+            "log_every_n_steps": 10,
+        },
         "model": {
             "bottleneck": leg("FSQ", n_q=12),
             "regularizers": [leg("KLM", weight=1e-4), leg("NHP", weight=1e-2, activations=["cond"], dtype="float64")],

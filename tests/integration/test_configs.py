@@ -43,6 +43,14 @@ def test_dataset_configs_carry_the_tuned_weights():
     assert regs("isaac3d", "tripod_no_klm")[0] == {"NHP": {"weight": 1e-8}}
 
 
+def test_every_config_clips_gradients_element_wise_as_the_reference():
+    # the reference's optax.clip(1.): each gradient element clamped to [-1, 1], not the global norm
+    for config in CONFIGS:
+        trainer = yaml.safe_load(config.read_text())["trainer"]
+        assert trainer["gradient_clip_algorithm"] == "value", config
+        assert trainer["gradient_clip_val"] == 1.0, config
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_config_trains_a_few_steps(config, tiny_h5, tmp_path):
     cli = run(
