@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,53 @@ def test_legs_rebuild_from_their_specs():
     x = images(3)
     torch.testing.assert_close(rebuilt.encode(x), model.encode(x))
     assert [type(r) for r in rebuilt.regularizers] == [KLM, NHP] and rebuilt.regularizers[1].weight == 1e-1
+
+
+def _gelu_tanh(x):
+    """NumPy transcription of jax.nn.gelu(approximate=True), the reference's activation."""
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def _layer_norm(x, weight, bias):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * weight + bias
+
+
+@pytest.mark.parametrize("form", ["tanh", "none"])
+def test_every_decoder_activation_uses_the_configured_gelu(form, monkeypatch):
+    model = tripod() if form == "tanh" else tripod(gelu_approximate=form)  # tanh is the default
+    forms = []
+    gelu = F.gelu
+
+    def recording_gelu(x, approximate="none"):
+        forms.append(approximate)
+        return gelu(x, approximate=approximate)
+
+    monkeypatch.setattr(F, "gelu", recording_gelu)  # nn.GELU calls F.gelu too
+    model.decoder(torch.zeros(2, 4))
+    stages = len(TINY["decoder_widths"])
+    assert forms == [form] * (2 + 2 * 2 * stages)  # conditioning MLP, then two GELUs per block, two blocks a stage
+    forms.clear()
+    model.encoder(images(2))
+    assert set(forms) == {form} and len(forms) == 2 * 2 * len(TINY["encoder_widths"]) + 1
+
+
+def test_the_conditioning_activation_is_the_reference_tanh_gelu():
+    torch.manual_seed(0)
+    model, z = tripod(), torch.randn(5, 4)
+    x = z.double().numpy()
+    for layer in model.decoder.cond_mlp:  # Linear -> LayerNorm -> GELU, twice
+        linear, norm = layer[0], layer[1]
+        x = x @ linear.weight.detach().double().numpy().T + linear.bias.detach().double().numpy()
+        x = _gelu_tanh(_layer_norm(x, norm.weight.detach().double().numpy(), norm.bias.detach().double().numpy()))
+    (cond,) = model.decoder.activations(z, ["cond"])
+    np.testing.assert_allclose(cond.detach().numpy(), x, rtol=1e-5, atol=1e-6)
+    exact = tripod(gelu_approximate="none")
+    exact.load_state_dict(model.state_dict())
+    (cond_exact,) = exact.decoder.activations(z, ["cond"])
+    assert not np.allclose(cond_exact.detach().numpy(), x, rtol=1e-5, atol=1e-6)  # the two forms are told apart
+    with pytest.raises(ValueError, match="gelu_approximate"):
+        tripod(gelu_approximate="sigmoid")
 
 
 def test_weight_decay_applies_to_the_networks_only():

@@ -27,6 +27,18 @@ def test_the_module_wraps_a_plain_model_and_records_its_legs_as_data():
     torch.testing.assert_close(module.encode(x), module.model.encode(x))
 
 
+def test_the_module_takes_the_model_arguments_in_the_same_order_and_passes_them_on():
+    import inspect
+
+    model_args = list(inspect.signature(TripodAutoencoder).parameters)
+    module_args = list(inspect.signature(TripodModule).parameters)
+    assert module_args[: len(model_args)] == model_args
+    assert inspect.signature(TripodModule).parameters["gelu_approximate"].default == "tanh"
+    module = tripod(gelu_approximate="none")
+    assert module.model.decoder.gelu_approximate == "none" and module.hparams["gelu_approximate"] == "none"
+    assert tripod().model.decoder.gelu_approximate == "tanh"
+
+
 def test_adamw_with_weight_decay_on_the_networks_only():
     module = TripodModule(ScalarCodebook(), n_z=3, weight_decay=0.1, lr=1e-3, betas=(0.8, 0.9), **TINY)
     opt = module.configure_optimizers()

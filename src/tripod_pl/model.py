@@ -60,6 +60,8 @@ class TripodAutoencoder(nn.Module):
         cond_dim: width of the decoder's conditioning MLP.
         image_size: side of the square input images.
         activation_norm: non-affine GroupNorm after the decoder's upsamples (naive Hessian penalty).
+        gelu_approximate: the form of every GELU, ``"tanh"`` (the reference's ``jax.nn.gelu``) or ``"none"``
+            (exact erf form).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class TripodAutoencoder(nn.Module):
         cond_dim: int = 256,
         image_size: int = 64,
         activation_norm: bool = False,
+        gelu_approximate: str = "tanh",
     ) -> None:
         super().__init__()
         if n_z is None:
@@ -90,13 +93,16 @@ class TripodAutoencoder(nn.Module):
                 raise TypeError(f"regularizers must be Regularizer legs, got {type(reg).__name__}")
         for leg in self.legs:
             leg.build(self.n_z, dataset_size)
-        self.encoder = Encoder(self.bottleneck.encoder_features(self.n_z), widths=encoder_widths)
+        self.encoder = Encoder(
+            self.bottleneck.encoder_features(self.n_z), widths=encoder_widths, gelu_approximate=gelu_approximate
+        )
         self.decoder = Decoder(
             self.n_z,
             widths=decoder_widths,
             cond_dim=cond_dim,
             image_size=image_size,
             activation_norm=activation_norm,
+            gelu_approximate=gelu_approximate,
         )
 
     @property

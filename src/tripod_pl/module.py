@@ -30,7 +30,7 @@ class TripodModule(L.LightningModule):
 
     Args:
         bottleneck, regularizers, n_z, num_sources, dataset_size, encoder_widths, decoder_widths, cond_dim,
-            image_size, activation_norm: the model's, see :class:`~tripod_pl.model.TripodAutoencoder`
+            image_size, activation_norm, gelu_approximate: the model's, see :class:`~tripod_pl.model.TripodAutoencoder`
             (``num_sources`` and ``dataset_size`` are linked from the data by the CLI).
         lr, betas: AdamW parameters.
         weight_decay: AdamW weight decay on the encoder and decoder parameters only (legs never decay).
@@ -48,6 +48,7 @@ class TripodModule(L.LightningModule):
         cond_dim: int = 256,
         image_size: int = 64,
         activation_norm: bool = False,
+        gelu_approximate: str = "tanh",
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -65,6 +66,7 @@ class TripodModule(L.LightningModule):
             cond_dim=cond_dim,
             image_size=image_size,
             activation_norm=activation_norm,
+            gelu_approximate=gelu_approximate,
         )
         # the legs as plain data, so a checkpoint rebuilds them (plugins included) without pickling
         self.hparams.update(self.model.leg_specs())

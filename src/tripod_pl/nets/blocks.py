@@ -1,10 +1,26 @@
 """Building blocks of the residual encoder and the conditioned residual decoder (docs/architecture.md,
-"Networks")."""
+"Networks").
+
+Every GELU takes ``approximate``: ``"tanh"`` (the default, as the reference's ``jax.nn.gelu``)
+``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, or ``"none"`` (exact, ``x Phi(x)``); docs/reference.md, "GELU".
+"""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+#: the GELU of the reference (``jax.nn.gelu``'s default is the tanh approximation)
+GELU_APPROXIMATE = "tanh"
+_GELU_FORMS = ("none", "tanh")
+
+
+def check_gelu(approximate: str) -> str:
+    """``approximate`` if it names a GELU form (``"none"``/``"exact"`` for exact, ``"tanh"``), normalized."""
+    form = "none" if approximate == "exact" else approximate
+    if form not in _GELU_FORMS:
+        raise ValueError(f"gelu_approximate must be 'tanh' or 'none' (exact), got {approximate!r}")
+    return form
 
 
 def channel_norm(channels: int, affine: bool) -> nn.GroupNorm:
@@ -16,8 +32,9 @@ class ResidualBlock(nn.Module):
     """``x + body(x)`` with ``body = (3x3 conv -> GroupNorm(affine) -> GELU) x 2``; a 1x1 conv skip when the
     number of channels changes."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, gelu_approximate: str = GELU_APPROXIMATE) -> None:
         super().__init__()
+        self.gelu_approximate = check_gelu(gelu_approximate)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm1 = channel_norm(out_channels, affine=True)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
@@ -25,8 +42,8 @@ class ResidualBlock(nn.Module):
         self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.gelu(self.norm1(self.conv1(x)))
-        y = F.gelu(self.norm2(self.conv2(y)))
+        y = F.gelu(self.norm1(self.conv1(x)), approximate=self.gelu_approximate)
+        y = F.gelu(self.norm2(self.conv2(y)), approximate=self.gelu_approximate)
         return self.skip(x) + y
 
 
@@ -34,8 +51,9 @@ class ConditionedResidualBlock(nn.Module):
     """Residual block whose non-affine GroupNorms are modulated by the conditioning vector:
     ``GELU(norm(conv(x)) * (1 + scale) + shift)`` twice, with ``(scale, shift) = Linear(cond)``, plus skip."""
 
-    def __init__(self, channels: int, cond_dim: int) -> None:
+    def __init__(self, channels: int, cond_dim: int, gelu_approximate: str = GELU_APPROXIMATE) -> None:
         super().__init__()
+        self.gelu_approximate = check_gelu(gelu_approximate)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.norm1 = channel_norm(channels, affine=False)
         self.film1 = nn.Linear(cond_dim, 2 * channels)
@@ -49,8 +67,8 @@ class ConditionedResidualBlock(nn.Module):
         return x * (1 + scale) + shift
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        y = F.gelu(self._modulate(self.norm1(self.conv1(x)), self.film1(cond)))
-        y = F.gelu(self._modulate(self.norm2(self.conv2(y)), self.film2(cond)))
+        y = F.gelu(self._modulate(self.norm1(self.conv1(x)), self.film1(cond)), approximate=self.gelu_approximate)
+        y = F.gelu(self._modulate(self.norm2(self.conv2(y)), self.film2(cond)), approximate=self.gelu_approximate)
         return x + y
 
 
@@ -74,16 +92,19 @@ class Upsample(nn.Module):
         return self.norm(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
 
 
-def mlp_layer(in_features: int, out_features: int) -> nn.Sequential:
+def mlp_layer(in_features: int, out_features: int, gelu_approximate: str = GELU_APPROXIMATE) -> nn.Sequential:
     """Linear -> LayerNorm -> GELU."""
-    return nn.Sequential(nn.Linear(in_features, out_features), nn.LayerNorm(out_features), nn.GELU())
+    gelu = nn.GELU(approximate=check_gelu(gelu_approximate))
+    return nn.Sequential(nn.Linear(in_features, out_features), nn.LayerNorm(out_features), gelu)
 
 
 __all__ = [
+    "GELU_APPROXIMATE",
     "ConditionedResidualBlock",
     "ResidualBlock",
     "SpaceToDepth",
     "Upsample",
     "channel_norm",
+    "check_gelu",
     "mlp_layer",
 ]

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from tripod_pl.nets.blocks import ConditionedResidualBlock, Upsample, mlp_layer
+from tripod_pl.nets.blocks import GELU_APPROXIMATE, ConditionedResidualBlock, Upsample, check_gelu, mlp_layer
 
 
 class Decoder(nn.Module):
-    """Latents (B x n_z) to image logits (B x 3 x H x W)."""
+    """Latents (B x n_z) to image logits (B x 3 x H x W); ``gelu_approximate`` is every GELU's form
+    (``"tanh"``, the reference's, or ``"none"``, exact)."""
 
     def __init__(
         self,
@@ -34,21 +35,22 @@ class Decoder(nn.Module):
         image_size: int = 64,
         out_channels: int = 3,
         activation_norm: bool = False,
+        gelu_approximate: str = GELU_APPROXIMATE,
     ) -> None:
         super().__init__()
+        self.gelu_approximate = check_gelu(gelu_approximate)
         stages = len(widths)
         if stages < 1 or image_size % 2**stages:
             raise ValueError(f"image_size {image_size} must be divisible by 2^{stages} (one 2x per stage)")
         res = image_size // 2**stages
         self.input = nn.Parameter(torch.ones(widths[0], res, res))
-        self.cond_mlp = nn.Sequential(mlp_layer(n_z, cond_dim), mlp_layer(cond_dim, cond_dim))
+        gelu = self.gelu_approximate
+        self.cond_mlp = nn.Sequential(mlp_layer(n_z, cond_dim, gelu), mlp_layer(cond_dim, cond_dim, gelu))
         self.blocks = nn.ModuleList()
         self.upsamples = nn.ModuleList()
         for i, width in enumerate(widths):
             last = i == stages - 1
-            self.blocks.append(
-                nn.ModuleList([ConditionedResidualBlock(width, cond_dim), ConditionedResidualBlock(width, cond_dim)])
-            )
+            self.blocks.append(nn.ModuleList([ConditionedResidualBlock(width, cond_dim, gelu) for _ in range(2)]))
             nxt = out_channels if last else widths[i + 1]
             self.upsamples.append(Upsample(width, nxt, normalize=activation_norm and not last))
         self.names: tuple[str, ...] = ("cond", *(f"block{i}" for i in range(stages - 1)), "x_logits")

@@ -15,33 +15,36 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from tripod_pl.nets.blocks import ResidualBlock, SpaceToDepth, mlp_layer
+from tripod_pl.nets.blocks import GELU_APPROXIMATE, ResidualBlock, SpaceToDepth, check_gelu, mlp_layer
 
 
 class Encoder(nn.Module):
-    """Images (B x 3 x H x W, floats in [-1, 1]) to pre-bottleneck features ``h`` (B x out_features)."""
+    """Images (B x 3 x H x W, floats in [-1, 1]) to pre-bottleneck features ``h`` (B x out_features);
+    ``gelu_approximate`` is every GELU's form (``"tanh"``, the reference's, or ``"none"``, exact)."""
 
     def __init__(
         self,
         out_features: int,
         widths: Sequence[int] = (32, 64, 128, 256),
         in_channels: int = 3,
+        gelu_approximate: str = GELU_APPROXIMATE,
     ) -> None:
         super().__init__()
+        gelu = check_gelu(gelu_approximate)
         if not widths:
             raise ValueError("the encoder needs at least one stage")
         layers: list[nn.Module] = []
         channels = in_channels
         for width in widths:
             layers += [
-                ResidualBlock(channels, width),
-                ResidualBlock(width, width),
+                ResidualBlock(channels, width, gelu),
+                ResidualBlock(width, width, gelu),
                 SpaceToDepth(),
                 nn.Conv2d(4 * width, 2 * width, 1),
             ]
             channels = 2 * width
         self.stages = nn.Sequential(*layers)
-        self.head = nn.Sequential(mlp_layer(channels, channels), nn.Linear(channels, out_features))
+        self.head = nn.Sequential(mlp_layer(channels, channels, gelu), nn.Linear(channels, out_features))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.stages(x).mean(dim=(2, 3)))
