@@ -9,9 +9,13 @@ logs
   eval/seconds`` to every logger (step = ``trainer.global_step``) and into ``trainer.callback_metrics``,
   where checkpoint callbacks (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`, ``ModelCheckpoint(monitor=
   "eval/infom")``) read them; ``callback_metrics["eval/step"]`` says which step they belong to;
-- with a TensorBoard logger: figures ``eval/nmi`` (heatmap, inactive latents hatched), ``eval/traversals``,
-  ``eval/latent_histograms``, the image ``eval/reconstructions`` (originals above reconstructions) and a
-  histogram ``eval/latents/z<j>`` per latent.
+- with a TensorBoard logger: figures ``eval/nmi`` (heatmap, inactive latents hatched), ``eval/reconstructions``
+  (labelled originals above their reconstructions, PSNR in the title), ``eval/traversals`` (each sample's
+  input, then every active latent swept, its values above the cells, rows naming the source it explains
+  best and that NMI), ``eval/latent_histograms``, and a histogram ``eval/latents/z<j>`` per latent. The
+  figures show the same seeded random images at every evaluation (:func:`figure_samples`);
+- on the console: the scalars, and which sources are captured (:func:`source_summary`: each source's best
+  active latent and its NMI, captured at NMI >= 0.5).
 
 Distributed runs: the subset is the same on every rank, so only global rank 0 encodes it (no sharded sampler,
 hence no padded duplicates) and computes the metrics; the other ranks wait in one broadcast that carries the
@@ -43,7 +47,7 @@ from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import Evaluation, decode_latents, encode_and_reconstruct, evaluate_model
 from tripod_pl.model import TripodAutoencoder
 
-__all__ = ["EVAL_STEP_KEY", "EvaluationCallback"]
+__all__ = ["CAPTURED_NMI", "EVAL_STEP_KEY", "EvaluationCallback", "figure_samples", "source_summary"]
 
 #: ``trainer.callback_metrics`` key holding the global step of the latest evaluation's metrics
 EVAL_STEP_KEY = "eval/step"
@@ -56,6 +60,33 @@ def _model_of(pl_module: L.LightningModule) -> TripodAutoencoder:
     model's interface (``encode``, ``decode``, ``discrete_latents``)."""
     model = getattr(pl_module, "model", None)
     return model if isinstance(model, TripodAutoencoder) else pl_module  # type: ignore[return-value]
+
+
+#: a source is captured when some active latent has at least this NMI with it
+CAPTURED_NMI = 0.5
+
+
+def figure_samples(num_images: int, count: int, seed: int = 0) -> Tensor:
+    """``count`` distinct indices into the evaluation subset, drawn once with their own seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(num_images, generator=generator)[: min(count, num_images)]
+
+
+def source_summary(nmi: np.ndarray, active: np.ndarray, source_names: list[str] | None = None) -> str:
+    """One line: for every source its best active latent's NMI, split into captured (NMI >= 0.5) and missed,
+    e.g. ``"sources captured 2/3 (NMI >= 0.5): shape 0.91 (z2), scale 0.62 (z0); missed: hue 0.08 (z1)"``."""
+    nmi, active = np.asarray(nmi, dtype=np.float64), np.asarray(active, dtype=bool)
+    names = list(source_names) if source_names else [f"s{i}" for i in range(nmi.shape[0])]
+    masked = np.where(active[None, :], nmi, -np.inf)
+    captured, missed = [], []
+    for i, name in enumerate(names):
+        if not active.any():
+            missed.append(f"{name} –")
+            continue
+        j = int(np.argmax(masked[i]))
+        (captured if nmi[i, j] >= CAPTURED_NMI else missed).append(f"{name} {nmi[i, j]:.2f} (z{j})")
+    line = f"sources captured {len(captured)}/{len(names)} (NMI >= {CAPTURED_NMI}): " + (", ".join(captured) or "none")
+    return line + ("; missed: " + ", ".join(missed) if missed else "")
 
 
 class EvaluationCallback(Callback):
@@ -175,6 +206,9 @@ class EvaluationCallback(Callback):
                 logger.log_metrics(logged, step=step)
             summary = ", ".join(f"{k} {scalars[k]:.3f}" for k in ("infom", "infoc", "infoe", "psnr") if k in scalars)
             rank_zero_info(f"evaluation at step {step}: {summary}")
+            if self.last_evaluation is not None:
+                names = getattr(trainer.datamodule, "source_names", None)
+                rank_zero_info(source_summary(self.last_evaluation.nmi, self.last_evaluation.active, names))
         return scalars
 
     def eval_subset(self, trainer: L.Trainer) -> tuple[Tensor, Tensor]:
@@ -208,25 +242,31 @@ class EvaluationCallback(Callback):
     ) -> None:
         writer.add_figure("eval/nmi", figures.nmi_heatmap(result.nmi, result.active, names), step)
 
-        n = min(self.num_reconstructions, images.shape[0])
+        # the same seeded random images at every evaluation (the subset itself is in file order: similar scenes)
+        shown = figure_samples(images.shape[0], max(self.num_reconstructions, self.num_traversal_samples))
+        n = min(self.num_reconstructions, len(shown))
         if n > 0:
-            originals = images[:n]
-            _, _, recons = encode_and_reconstruct(model, originals, self.batch_size, keep=n)
-            grid = figures.reconstruction_grid(to_float_images(originals), recons.cpu())
-            writer.add_image("eval/reconstructions", grid, step, dataformats="CHW")
+            originals = images[shown[:n]]
+            _, psnr, recons = encode_and_reconstruct(model, originals, self.batch_size, keep=n)
+            fig = figures.reconstruction_figure(to_float_images(originals), recons.cpu(), psnr.cpu())
+            writer.add_figure("eval/reconstructions", fig, step)
 
         latents = result.latents
         dims = [int(j) for j in np.flatnonzero(result.active)] or list(range(latents.shape[1]))
-        s = min(self.num_traversal_samples, latents.shape[0])
+        s = min(self.num_traversal_samples, len(shown))
         if s > 0:
             lo, hi = latents[:, dims].min(0).values, latents[:, dims].max(0).values
             steps = torch.linspace(0, 1, self.traversal_steps, device=latents.device)
             values = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
-            z = figures.traversal_latents(latents[:s], values, dims)
+            picked = shown[:s].to(latents.device)
+            z = figures.traversal_latents(latents[picked], values, dims)
             decoded = decode_latents(model, z.reshape(-1, z.shape[-1]), self.batch_size)
             decoded = decoded.reshape(*z.shape[:3], *decoded.shape[1:])
             labels = figures.latent_labels(result.nmi, result.active, names)
-            writer.add_figure("eval/traversals", figures.traversal_grid(decoded, [labels[j] for j in dims]), step)
+            grid = figures.traversal_grid(
+                decoded, [labels[j] for j in dims], values=values.cpu(), originals=to_float_images(images[shown[:s]])
+            )
+            writer.add_figure("eval/traversals", grid, step)
 
         writer.add_figure("eval/latent_histograms", figures.latent_histograms(latents, result.active), step)
         host = latents.cpu()

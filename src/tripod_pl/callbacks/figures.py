@@ -25,6 +25,7 @@ __all__ = [
     "latent_histograms",
     "latent_labels",
     "nmi_heatmap",
+    "reconstruction_figure",
     "reconstruction_grid",
     "traversal_grid",
     "traversal_latents",
@@ -34,14 +35,16 @@ _INACTIVE = "0.55"  # grey of everything that marks an inactive latent
 
 
 def latent_labels(nmi: np.ndarray, active: np.ndarray, source_names: Sequence[str]) -> list[str]:
-    """``"z3: shape"`` per latent: the source it shares the most NMI with, ``"z3: inactive"`` when inactive."""
+    """``"z3: shape (NMI 0.82)"`` per latent: the source it shares the most NMI with, and that NMI;
+    ``"z3: inactive"`` when inactive."""
     nmi, active = np.asarray(nmi), np.asarray(active, dtype=bool)
     labels = []
     for j in range(nmi.shape[1]):
         if not active[j]:
             labels.append(f"z{j}: inactive")
         else:
-            labels.append(f"z{j}: {source_names[int(np.argmax(nmi[:, j]))]}")
+            i = int(np.argmax(nmi[:, j]))
+            labels.append(f"z{j}: {source_names[i]} (NMI {nmi[i, j]:.2f})")
     return labels
 
 
@@ -118,36 +121,93 @@ def traversal_latents(latents: Tensor, values: Tensor, dims: Sequence[int]) -> T
     return z
 
 
-def traversal_grid(images: Tensor, row_labels: Sequence[str], pad: int = 1, sample_gap: int = 8) -> Figure:
+def reconstruction_figure(
+    originals: Tensor, reconstructions: Tensor, psnr: Tensor | np.ndarray | None = None, ncols: int = 8
+) -> Figure:
+    """:func:`reconstruction_grid` as a figure: rows labelled "original" / "reconstruction", and the PSNR of
+    the shown images (dB, one per image) in the title when given."""
+    grid = reconstruction_grid(originals, reconstructions, ncols=ncols)
+    n, _, h, _ = originals.shape
+    pair_rows = -(-n // max(1, min(ncols, n)))
+    px, left, top = 80.0, 1.1, 0.35
+    width, height = grid.shape[2] / px + left + 0.05, grid.shape[1] / px + top + 0.05
+    fig = Figure(figsize=(width, height), dpi=100)
+    ax = fig.add_axes((left / width, 0.05 / height, grid.shape[2] / px / width, grid.shape[1] / px / height))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    pad = 2
+    centers = [pad + (2 * r + k) * (h + pad) + h / 2 for r in range(pair_rows) for k in (0, 1)]
+    ax.set_yticks(centers, ["original", "reconstruction"] * pair_rows, fontsize=8)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    title = f"{n} evaluation images (seeded random sample)"
+    if psnr is not None:
+        values = to_numpy(psnr, dtype=np.float64)
+        title += f": PSNR {values.mean():.1f} dB (min {values.min():.1f}, max {values.max():.1f})"
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def traversal_grid(
+    images: Tensor,
+    row_labels: Sequence[str],
+    values: Tensor | np.ndarray | None = None,
+    originals: Tensor | None = None,
+    pad: int = 1,
+    sample_gap: int = 8,
+) -> Figure:
     """Latent traversals as one figure: a block per sample side by side, a row per latent, columns sweeping it.
 
     ``images`` is S x D x T x 3 x H x W in [-1, 1] (samples, traversed latents, steps); ``row_labels`` names
-    the D rows (e.g. from :func:`latent_labels`).
+    the D rows (e.g. from :func:`latent_labels`). With ``values`` (D x T, the swept latent values) each cell
+    shows its value above it; with ``originals`` (S x 3 x H x W in [-1, 1]) each block starts with the sample's
+    input image. The axes are laid out to the pixel, so the figure has no empty margins.
     """
     s, d, t, c, h, w = images.shape
     if len(row_labels) != d:
         raise ValueError(f"{len(row_labels)} row labels for {d} traversed latents")
-    block_w = t * (w + pad) - pad
-    height = d * (h + pad) - pad
+    if values is not None and tuple(values.shape) != (d, t):
+        raise ValueError(f"values must be {d} x {t}, got {tuple(values.shape)}")
+    first = 0 if originals is None else 1
+    text_px = 0 if values is None else 9
+    block_w = (t + first) * (w + pad) - pad
+    row_h = h + text_px
+    height = d * (row_h + pad) - pad
     width = s * block_w + (s - 1) * sample_gap
     canvas = np.ones((height, width, c), dtype=np.float32)
     pix = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 1, 2, 4, 5, 3).numpy()
+    if originals is not None:
+        orig = ((originals.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    cells = []  # (x0, y0, row, step) of every traversal cell, for the value labels
     for si in range(s):
         x_block = si * (block_w + sample_gap)
         for di in range(d):
-            y0 = di * (h + pad)
+            y0 = di * (row_h + pad) + text_px
+            if originals is not None:
+                canvas[y0 : y0 + h, x_block : x_block + w] = orig[si]
             for ti in range(t):
-                x0 = x_block + ti * (w + pad)
+                x0 = x_block + (first + ti) * (w + pad)
                 canvas[y0 : y0 + h, x0 : x0 + w] = pix[si, di, ti]
-    label_in = 0.12 * max(map(len, row_labels), default=0) + 0.2
-    fig = Figure(figsize=(width / 80 + label_in, height / 80 + 0.5), dpi=100)
-    ax = fig.add_axes((label_in / (width / 80 + label_in), 0.02, width / 80 / (width / 80 + label_in), 0.9))
+                cells.append((x0, y0, di, ti))
+    px = 80.0  # canvas pixels per inch
+    left = 0.07 * max(map(len, row_labels), default=0) + 0.15
+    top, margin = 0.3, 0.05
+    fig_w, fig_h = width / px + left + margin, height / px + top + margin
+    fig = Figure(figsize=(fig_w, fig_h), dpi=100)
+    ax = fig.add_axes((left / fig_w, margin / fig_h, width / px / fig_w, height / px / fig_h))
     ax.imshow(canvas, interpolation="nearest")
-    ax.set_yticks([di * (h + pad) + h / 2 for di in range(d)], list(row_labels), fontsize=8)
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.set_yticks([di * (row_h + pad) + text_px + h / 2 for di in range(d)], list(row_labels), fontsize=7)
     ax.set_xticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(f"latent traversals: {s} samples, each latent swept min -> max in {t} steps", fontsize=9)
+    if values is not None:
+        vals = to_numpy(values, dtype=np.float64)
+        for x0, y0, di, ti in cells:
+            ax.text(x0 + w / 2, y0 - 1, f"{vals[di, ti]:.2g}", fontsize=4.5, ha="center", va="bottom")
+    what = "first column: the input; then " if originals is not None else ""
+    ax.set_title(f"latent traversals of {s} samples ({what}each latent swept min -> max in {t} steps)", fontsize=8)
     return fig
 
 
