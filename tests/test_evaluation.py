@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tripod_pl.metrics
+import tripod_pl.metrics.reconstruction
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import SCALARS, eval_mode, evaluate_model
 from tripod_pl.legs import FSQ, KLM, GaussianBottleneck
@@ -47,6 +48,31 @@ def test_gaussian_models_are_evaluated_on_their_means(tiny_h5):
     again = evaluate_model(model, images, sources, dci=False).latents
     torch.testing.assert_close(first, again)  # no sampling: mu, deterministic
     assert model.training
+
+
+def test_gaussian_models_are_reconstructed_from_a_seeded_sample_as_the_reference(tiny_h5):
+    torch.manual_seed(0)
+    model = TripodAutoencoder(GaussianBottleneck(), n_z=3, **TINY)
+    with torch.no_grad():
+        model.encoder.head[-1].bias[3:] = 3.0  # sigma ~ 3: samples far from mu
+    images, sources = tiny_data(tiny_h5, 40).eval_subset()
+    result = evaluate_model(model, images, sources, dci=False)
+    assert evaluate_model(model, images, sources, dci=False).scalars["psnr"] == result.scalars["psnr"]  # seeded
+    x = to_float_images(images)
+
+    def mean_psnr(reconstruction):
+        return float(tripod_pl.metrics.reconstruction.psnr((reconstruction + 1) / 2, (x + 1) / 2).mean())
+
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        model.encode(x)  # one batch, drawn in the evaluation's order: encode, then reconstruct
+        sampled = mean_psnr(model.reconstruct(x))
+        at_mu = mean_psnr(model.decode(model.encode(x)))
+    assert result.scalars["psnr"] == pytest.approx(sampled, rel=1e-5)
+    assert abs(sampled - at_mu) > 1e-3
+    model.bottleneck.sample_in_eval = False
+    assert evaluate_model(model, images, sources, dci=False).scalars["psnr"] == pytest.approx(at_mu, rel=1e-5)
 
 
 def test_eval_mode_restores_each_submodules_own_mode():

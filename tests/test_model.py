@@ -128,13 +128,33 @@ def test_the_conditioning_activation_is_the_reference_tanh_gelu():
         tripod(gelu_approximate="sigmoid")
 
 
-def test_weight_decay_applies_to_the_networks_only():
+def test_weight_decay_spares_biases_and_the_codebook_as_latent_quantization():
     model = TripodAutoencoder(ScalarCodebook(), n_z=3, **TINY)
-    nets, legs = model.parameter_groups(weight_decay=0.1)
-    assert nets["weight_decay"] == 0.1 and legs["weight_decay"] == 0.0
-    assert legs["params"] == [model.bottleneck.codebook]
-    assert len(nets["params"]) == sum(1 for m in (model.encoder, model.decoder) for _ in m.parameters())
-    assert len(TripodAutoencoder(FSQ(), n_z=3, **TINY).parameter_groups()) == 1  # FSQ has no parameters
+    decay, no_decay = model.parameter_groups(weight_decay=0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    named = dict(model.named_parameters())
+    exempt = {n for n in named if n.endswith(".bias") or n.startswith("bottleneck.")}
+    assert ids(no_decay["params"]) == ids(named[n] for n in exempt)
+    assert ids(decay["params"]) == ids(p for n, p in named.items() if n not in exempt)
+    assert id(model.bottleneck.codebook) in ids(no_decay["params"])
+    assert id(model.decoder.input) in ids(decay["params"])  # a weight there, not a bias
+    assert id(model.encoder.stages[0].norm1.weight) in ids(decay["params"])  # GroupNorm scale decays
+    assert id(model.encoder.stages[0].norm1.bias) in ids(no_decay["params"])  # its shift does not
+    assert len(decay["params"]) + len(no_decay["params"]) == len(named)
+
+
+def test_adamw_decays_only_the_decay_group():
+    torch.manual_seed(0)
+    model = TripodAutoencoder(ScalarCodebook(), n_z=3, **TINY)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameter_groups(weight_decay=0.5), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # Adam's step is 0: only the decoupled decay moves parameters
+    optimizer.step()
+    for name, p in model.named_parameters():
+        factor = 1.0 if name.endswith(".bias") or name.startswith("bottleneck") else 1 - 0.1 * 0.5
+        torch.testing.assert_close(p.detach(), before[name] * factor)
 
 
 def test_encode_returns_evaluation_latents_and_decode_images_in_range():

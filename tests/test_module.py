@@ -43,10 +43,10 @@ def test_adamw_with_weight_decay_on_the_networks_only():
     module = TripodModule(ScalarCodebook(), n_z=3, weight_decay=0.1, lr=1e-3, betas=(0.8, 0.9), **TINY)
     opt = module.configure_optimizers()
     assert isinstance(opt, torch.optim.AdamW)
-    nets, legs = opt.param_groups
-    assert nets["weight_decay"] == 0.1 and legs["weight_decay"] == 0.0
-    assert legs["params"] == [module.model.bottleneck.codebook]
-    assert nets["lr"] == 1e-3 and nets["betas"] == (0.8, 0.9)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert no_decay["params"][-1] is module.model.bottleneck.codebook
+    assert decay["lr"] == 1e-3 and decay["betas"] == (0.8, 0.9)
 
 
 def _loader(n=16, batch=8):

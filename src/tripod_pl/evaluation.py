@@ -95,14 +95,22 @@ def encode_and_reconstruct(
     Runs in eval mode under ``no_grad`` on the model's device, in the model's parameter dtype, outside any
     autocast. Returns ``(latents N x n_z float32, psnr N float32, reconstructions of the first `keep` images
     in [-1, 1])``, all on the model's device.
+
+    A bottleneck that samples in eval mode (beta-TCVAE's ``GaussianBottleneck(sample_in_eval=True)``, as the
+    reference) is reconstructed from its sample ``z``, drawn from a fixed seed (the reference uses a fixed
+    evaluation key); the latents stay its evaluation latents (``mu``).
     """
     device, dtype = _device_of(model), _dtype_of(model)
     latents, psnr, recons = [], [], []
-    with eval_mode(model), torch.autocast(device.type, enabled=False):
+    sampled = bool(getattr(model.bottleneck, "sample_in_eval", False))
+    rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else []) if sampled else None
+    with eval_mode(model), torch.autocast(device.type, enabled=False), rng or contextlib.nullcontext():
+        if sampled:
+            torch.manual_seed(0)
         for start in range(0, images.shape[0], batch_size):
             x = to_float_images(images[start : start + batch_size].to(device, non_blocking=True), dtype)
             z = model.encode(x)
-            r = model.decode(z).float()
+            r = (model.reconstruct(x) if sampled else model.decode(z)).float()
             latents.append(z.float())
             psnr.append(_psnr((r + 1) / 2, (x.float() + 1) / 2))
             if start < keep:

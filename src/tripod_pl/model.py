@@ -158,10 +158,22 @@ class TripodAutoencoder(nn.Module):
         return self.compute_terms(x)
 
     def parameter_groups(self, weight_decay: float = 0.0) -> list[dict[str, Any]]:
-        """Optimizer groups: encoder and decoder parameters with ``weight_decay``, the legs' without."""
-        nets = [p for m in (self.encoder, self.decoder) for p in m.parameters() if p.requires_grad]
-        legs = [p for leg in self.legs for p in leg.parameters() if p.requires_grad]
-        groups: list[dict[str, Any]] = [{"params": nets, "weight_decay": weight_decay}]
-        if legs:
-            groups.append({"params": legs, "weight_decay": 0.0})
-        return groups
+        """Optimizer groups: ``decay`` (``weight_decay``) and ``no_decay`` (0).
+
+        As latent_quantization applies QLAE's weight decay (``AE.param_labels`` in its
+        ``disentangle/models/ae.py``: every array named ``bias``, and the latent codebook, go to plain Adam):
+        the encoder's and decoder's weights decay -- convolution and linear weights, normalization scales
+        and the decoder's learned input -- while their biases (normalization shifts included) and every leg
+        parameter (the codebook) do not. Tripod's reference trains with weight decay 0, so the split matters
+        only where ``weight_decay`` is set (docs/reference.md, "QLAE").
+        """
+        decay, no_decay = [], []
+        for module in (self.encoder, self.decoder):
+            for name, param in module.named_parameters():
+                if param.requires_grad:
+                    (no_decay if name.rsplit(".", 1)[-1] == "bias" else decay).append(param)
+        no_decay += [p for leg in self.legs for p in leg.parameters() if p.requires_grad]
+        return [
+            {"name": "decay", "params": decay, "weight_decay": weight_decay},
+            {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+        ]

@@ -33,7 +33,8 @@ class TripodModule(L.LightningModule):
             image_size, activation_norm, gelu_approximate: the model's, see :class:`~tripod_pl.model.TripodAutoencoder`
             (``num_sources`` and ``dataset_size`` are linked from the data by the CLI).
         lr, betas: AdamW parameters.
-        weight_decay: AdamW weight decay on the encoder and decoder parameters only (legs never decay).
+        weight_decay: AdamW weight decay on the encoder's and decoder's weights; their biases and the legs'
+            parameters never decay (:meth:`~tripod_pl.model.TripodAutoencoder.parameter_groups`).
     """
 
     def __init__(

@@ -28,7 +28,7 @@ def test_row_subsets_average_to_the_full_batch_estimate():
 
 def _losses(h: torch.Tensor, decoder: Decoder, batch_stats: str) -> torch.Tensor:
     fsq_lat = FSQ(12)(h[:, :3])
-    gauss_lat = GaussianBottleneck().eval()(h)
+    gauss_lat = GaussianBottleneck(sample_in_eval=False).eval()(h)
     x = torch.zeros(h.shape[0], 3, 16, 16)
     beta = BetaTC(batch_stats=batch_stats)
     beta.build(3, 1000)

@@ -123,7 +123,18 @@ def test_gaussian_bottleneck_samples_while_training_and_evaluates_at_mu():
     torch.testing.assert_close(lat.sigma, torch.nn.functional.softplus(h[:, 4:]))
     assert not torch.allclose(lat.z, lat.mu)
     torch.testing.assert_close(lat.z_eval, lat.mu)
-    torch.testing.assert_close(leg.eval()(h).z, h[:, :4])
+
+
+def test_gaussian_bottleneck_samples_in_eval_mode_as_the_reference_unless_told_not_to():
+    h = torch.randn(2000, 4)
+    h[:, 2:] = 0.5  # sigma = softplus(0.5) ~ 0.974
+    lat = GaussianBottleneck().eval()(h)
+    torch.testing.assert_close(lat.z_eval, h[:, :2])
+    noise = (lat.z - lat.mu) / lat.sigma  # standard normal draws
+    assert abs(float(noise.mean())) < 0.1 and abs(float(noise.std()) - 1) < 0.1
+    deterministic = GaussianBottleneck(sample_in_eval=False).eval()(h)
+    torch.testing.assert_close(deterministic.z, h[:, :2])
+    assert GaussianBottleneck(sample_in_eval=False).train().samples
 
 
 def test_klm_leg_uses_quantized_latents_and_continuous_stds():

@@ -83,20 +83,32 @@ class ScalarCodebook(Bottleneck):
 
 @register_leg("gaussian")
 class GaussianBottleneck(Bottleneck):
-    """Gaussian posterior of a VAE: the encoder emits ``(mu, rho)``, ``sigma = softplus(rho)``,
-    ``z = mu + sigma * eps`` while training and ``z = mu`` otherwise. Evaluation uses ``mu``."""
+    """Gaussian posterior of a VAE: the encoder emits ``(mu, rho)``, ``sigma = softplus(rho)`` and the decoder
+    gets ``z = mu + sigma * eps``. Evaluation latents are ``mu``.
 
-    def __init__(self, min_sigma: float = 0.0) -> None:
+    With ``sample_in_eval`` (the default) ``z`` is sampled in eval mode too, as the reference does: its
+    ``TCVAE.batched_loss`` always samples, and its evaluation computes the validation losses and the PSNR used
+    for model selection on reconstructions of that sample (kylehkhsu/tripod ``scripts/train_tcvae.py``
+    ``evaluate``). ``sample_in_eval=False`` decodes ``z = mu`` in eval mode.
+    """
+
+    def __init__(self, min_sigma: float = 0.0, sample_in_eval: bool = True) -> None:
         super().__init__()
         self.min_sigma = min_sigma
+        self.sample_in_eval = sample_in_eval
 
     def encoder_features(self, n_z: int) -> int:
         return 2 * n_z
 
+    @property
+    def samples(self) -> bool:
+        """Whether :meth:`forward` draws ``z`` now (training, or eval with ``sample_in_eval``)."""
+        return self.training or self.sample_in_eval
+
     def forward(self, h: Tensor) -> Latents:
         mu, rho = h.float().chunk(2, dim=-1)
         sigma = F.softplus(rho) + self.min_sigma
-        z = mu + sigma * torch.randn_like(mu) if self.training else mu
+        z = mu + sigma * torch.randn_like(mu) if self.samples else mu
         return Latents(z=z, z_c=z, z_eval=mu.detach(), mu=mu, sigma=sigma)
 
 
