@@ -209,6 +209,38 @@ def test_hessian_penalty_is_not_scale_invariant_but_nhp_is():
     assert hp[1] == pytest.approx(100 * hp[0])
 
 
+def test_hessian_penalty_perturbations_are_not_rescaled_by_the_latent_stds():
+    # naive Tripod follows the Hessian penalty paper: u = eps r. Spreading the latents by alpha (with the decoder
+    # compensating, g(z) = f(z / alpha)) divides the Hessian by alpha^2 and the penalty by alpha^4; the std-rescaled
+    # variant of the authors' code (u = eps r s) would be unchanged.
+    z, alpha = torch.randn(16, 2, dtype=torch.float64), 3.0
+    f = lambda z: [(z[:, 0] * z[:, 1])[:, None]]  # noqa: E731
+    g = lambda z: f(z / alpha)  # noqa: E731
+    hp_f = LF.hessian_penalty(f, z, k=2, generator=torch.Generator().manual_seed(0))
+    hp_g = LF.hessian_penalty(g, alpha * z, k=2, generator=torch.Generator().manual_seed(0))
+    assert hp_f.item() > 0
+    assert hp_g.item() == pytest.approx(hp_f.item() / alpha**4, rel=1e-6)
+
+
+def test_hessian_penalty_variance_over_draws_is_unbiased():
+    # f(z) = z1 z2, k = 2: D_u f = 2 r1 r2 = +-2 per draw; two draws of opposite sign give an unbiased variance
+    # (2 - (-2))^2 / 2 = 8 (ddof 0, as the authors' logged term, would give 4); equal signs give 0
+    z = torch.randn(64, 2, dtype=torch.float64)
+    f = lambda z: [(z[:, 0] * z[:, 1])[:, None]]  # noqa: E731
+    seen = []
+
+    def recording(batch):
+        seen.append(batch)
+        return f(batch)
+
+    value = LF.hessian_penalty(recording, z, k=2, generator=torch.Generator().manual_seed(1))
+    d = f(seen[0])[0].reshape(2, 2, 64)  # (z + u, z - u) x draws x samples
+    second = (d[0] + d[1] - 2 * f(z)[0][:, 0]) / 0.1**2
+    expected = second.var(dim=0, unbiased=True).mean()
+    assert set(torch.round(second.var(dim=0, unbiased=True)).unique().tolist()) <= {0.0, 8.0}
+    assert value.item() == pytest.approx(expected.item(), rel=1e-9)
+
+
 @pytest.mark.parametrize("k,eps", [(1, 0.1), (2, 0.0)])
 def test_penalties_reject_invalid_draws(k, eps):
     with pytest.raises(ValueError):

@@ -199,7 +199,17 @@ def hessian_penalty(
     """Unnormalized Hessian penalty (Peebles et al. 2020), used by naive Tripod (docs/legs.md, "Hessian penalty").
 
     ``mean_batch sum_activations mean_units Var_draws[D_u a]`` with ``u = eps * r``, ``r`` Rademacher,
-    no std rescaling. The variance over draws is unbiased (divides by k-1).
+    no std rescaling. The variance over draws is unbiased (divides by k-1), so per unit
+    ``E[HP] = 2 sum_{j != l} H_jl^2``.
+
+    Why this and not the term the Tripod authors' code logs: that code (``Autoencoder.hessian_regularization``,
+    key ``hessian_penalty``) perturbs by ``eps * r * s`` (``s`` the latents' batch stds) and takes ``jnp.var``
+    (ddof 0, half the unbiased value at k = 2); it is a by-product of NHP's numerator, weighted 0 in every
+    shipped config, and no config trains naive Tripod. The Tripod paper defines naive Tripod as the earlier
+    techniques combined as published, and presents the rescaling by ``s`` (the invariance to the latents' scale)
+    as one of Tripod's adaptations, part of NHP. Naive Tripod therefore gets the Hessian penalty paper's
+    estimator (its Eq. 5 and official implementation: unscaled Rademacher directions, unbiased variance). Units
+    are averaged, as in the Tripod authors' code, where Peebles et al.'s implementation takes the maximum.
     """
     _check_draws(k, eps)
     b, n_z = z.shape
