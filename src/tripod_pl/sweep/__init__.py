@@ -1,0 +1,17 @@
+"""Sweeps of configs x seeds: run here or on SLURM, resume, and collect the results (``tripod-sweep``)."""
+
+from tripod_pl.sweep.collect import collect, write_results
+from tripod_pl.sweep.runner import finish_run, run_local, submit_slurm
+from tripod_pl.sweep.spec import Job, SweepError, SweepSpec, load_sweep
+
+__all__ = [
+    "Job",
+    "SweepError",
+    "SweepSpec",
+    "collect",
+    "finish_run",
+    "load_sweep",
+    "run_local",
+    "submit_slurm",
+    "write_results",
+]
