@@ -67,3 +67,15 @@ def test_bad_sweep_files_are_one_line_naming_the_file(tmp_path, monkeypatch, tex
     with pytest.raises(SweepError, match="sweep.yaml: ") as err:
         load_sweep(path)
     assert problem in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_papers_grid_is_one_sweep_file(monkeypatch):
+    from ..helpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    jobs = load_sweep(ROOT / "sweeps" / "paper.yaml").jobs()
+    assert len(jobs) == 4 * 8 * 3
+    assert {j.dataset for j in jobs} == {"shapes3d", "mpi3d", "falcor3d", "isaac3d"}
+    assert {j.method for j in jobs} == {
+        "tripod", "tripod_no_klm", "tripod_no_nhp", "tripod_finer", "tripod_naive", "qlae", "betatcvae", "ae"
+    }  # fmt: skip
