@@ -37,6 +37,9 @@ def test_evaluate_model_equals_the_metrics_of_its_latents_and_the_psnr_formula(t
         assert result.scalars[key] == pytest.approx(float(dci[key]), abs=1e-6)
     np.testing.assert_allclose(result.nmi, np.asarray(info["nmi"]), atol=1e-6)
     assert result.scalars["psnr"] == pytest.approx(float(psnr.mean()), rel=1e-4)
+    with torch.no_grad():
+        paper = tripod_pl.metrics.reconstruction.psnr_paper(torch.sigmoid(model.decoder(z)) * 2 - 1, x)
+    assert result.scalars["psnr_paper"] == pytest.approx(float(paper.mean()), rel=1e-5)
     assert list(result.scalars) == list(SCALARS)
 
 

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from tripod_pl import TripodModule, load_model
 from tripod_pl.legs import FSQ, KLM, NHP, ScalarCodebook
+from tripod_pl.metrics.reconstruction import psnr_paper
 from tripod_pl.model import TripodAutoencoder
 
 from .helpers import TINY, images
@@ -63,7 +64,7 @@ def test_fit_logs_every_term_and_checkpoint_restores_the_same_latents(tmp_path):
     trainer.fit(model, _loader(), _loader())
     logged = set(trainer.logged_metrics)
     for stage in ("train", "val"):
-        assert {f"{stage}/{t}" for t in ("reconstruction", "klm", "nhp", "loss", "psnr")} <= logged
+        assert {f"{stage}/{t}" for t in ("reconstruction", "klm", "nhp", "loss", "psnr", "psnr_paper")} <= logged
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
     restored = load_model(str(path))
@@ -87,3 +88,6 @@ def test_logged_psnr_is_that_of_the_reconstruction(tmp_path):
     mse = ((r - (x + 1) / 2) ** 2).flatten(1).mean(1)
     expected = (10 * torch.log10(1 / mse)).mean()
     assert float(trainer.logged_metrics["val/psnr"]) == pytest.approx(float(expected), rel=1e-4)
+    paper = psnr_paper(model(x), x).mean()  # the reference's uint8 PSNR of the same reconstruction
+    assert float(trainer.logged_metrics["val/psnr_paper"]) == pytest.approx(float(paper), rel=1e-5)
+    assert float(paper) != pytest.approx(float(expected), rel=1e-3)

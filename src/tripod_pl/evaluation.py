@@ -2,15 +2,17 @@
 
 :func:`evaluate_model` encodes the fixed evaluation subset (uint8 images and their sources) with a model's
 evaluation latents (quantized values, ``mu`` or ``z``), reconstructs it, and computes InfoMEC
-(:func:`tripod_pl.metrics.infomec`), DCI (:func:`tripod_pl.metrics.dci`) and the per-image reconstruction PSNR
-(:func:`tripod_pl.metrics.reconstruction.psnr`) -- all on the model's device.
+(:func:`tripod_pl.metrics.infomec`), DCI (:func:`tripod_pl.metrics.dci`) and the per-image reconstruction PSNR,
+both the correct one (:func:`tripod_pl.metrics.reconstruction.psnr`, ``psnr``) and the reference's uint8 one on
+the scale of the paper's selection thresholds (:func:`~tripod_pl.metrics.reconstruction.psnr_paper`,
+``psnr_paper``) -- all on the model's device.
 :class:`~tripod_pl.callbacks.EvaluationCallback` runs it during training, ``tripod-train evaluate``
 (:mod:`tripod_pl.cli.evaluate`) on a checkpoint. Nothing here imports Lightning.
 
 Example:
     >>> images, sources = HDF5DataModule("data/procedural.h5").eval_subset()
     >>> result = evaluate_model(load_model("runs/quickstart/checkpoints/last.ckpt").model, images, sources)
-    >>> result.scalars["infom"], result.scalars["psnr"], result.nmi.shape
+    >>> result.scalars["infom"], result.scalars["psnr"], result.scalars["psnr_paper"], result.nmi.shape
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 from tripod_pl import metrics as _metrics
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.metrics.reconstruction import psnr as _psnr
+from tripod_pl.metrics.reconstruction import psnr_paper as _psnr_paper
 from tripod_pl.model import TripodAutoencoder
 from tripod_pl.tensors import to_numpy
 
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 #: the scalar results of an evaluation, in report order
-SCALARS = ("infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr")
+SCALARS = ("infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr", "psnr_paper")
 
 
 @dataclass
@@ -48,7 +51,8 @@ class Evaluation:
     """The result of :func:`evaluate_model`.
 
     Attributes:
-        scalars: ``infom, infoc, infoe, num_active, psnr`` and, with DCI, ``d, c, i`` (plain floats).
+        scalars: ``infom, infoc, infoe, num_active, psnr, psnr_paper`` and, with DCI, ``d, c, i`` (plain
+            floats).
         nmi: K x n_z normalized mutual information ``I(s_i; z_j) / H(s_i)``.
         active: n_z booleans, the active latents.
         importance: n_z x K DCI importance matrix R (``None`` without DCI).
@@ -100,8 +104,16 @@ def encode_and_reconstruct(
     reference) is reconstructed from its sample ``z``, drawn from a fixed seed (the reference uses a fixed
     evaluation key); the latents stay its evaluation latents (``mu``).
     """
+    latents, psnr, _, recons = _encode_and_reconstruct(model, images, batch_size, keep)
+    return latents, psnr, recons
+
+
+def _encode_and_reconstruct(
+    model: TripodAutoencoder, images: Tensor, batch_size: int = 500, keep: int = 0
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`encode_and_reconstruct`, with the reference's uint8 PSNR (``psnr_paper``) third."""
     device, dtype = _device_of(model), _dtype_of(model)
-    latents, psnr, recons = [], [], []
+    latents, psnr, psnr_paper, recons = [], [], [], []
     sampled = bool(getattr(model.bottleneck, "sample_in_eval", False))
     rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else []) if sampled else None
     with eval_mode(model), torch.autocast(device.type, enabled=False), rng or contextlib.nullcontext():
@@ -113,10 +125,11 @@ def encode_and_reconstruct(
             r = (model.reconstruct(x) if sampled else model.decode(z)).float()
             latents.append(z.float())
             psnr.append(_psnr((r + 1) / 2, (x.float() + 1) / 2))
+            psnr_paper.append(_psnr_paper(r, x.float()))
             if start < keep:
                 recons.append(r[: keep - start])
     empty = torch.empty(0, 3, *images.shape[1:3], device=device)
-    return torch.cat(latents), torch.cat(psnr), torch.cat(recons) if recons else empty
+    return torch.cat(latents), torch.cat(psnr), torch.cat(psnr_paper), torch.cat(recons) if recons else empty
 
 
 def decode_latents(model: TripodAutoencoder, latents: Tensor, batch_size: int = 500) -> Tensor:
@@ -145,7 +158,7 @@ def evaluate_model(
     if images.shape[0] != sources.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {sources.shape[0]} rows of sources")
     t0 = time.perf_counter()
-    latents, psnr, _ = encode_and_reconstruct(model, images, batch_size)
+    latents, psnr, psnr_paper, _ = _encode_and_reconstruct(model, images, batch_size)
     sources = torch.as_tensor(sources).to(latents.device)
     info = _metrics.infomec(sources, latents, discrete=bool(model.discrete_latents), backend=backend)
     active = to_numpy(info["active"], dtype=bool)
@@ -155,6 +168,7 @@ def evaluate_model(
         "infoe": float(info["infoe"]),
         "num_active": float(active.sum()),
         "psnr": float(psnr.mean()),
+        "psnr_paper": float(psnr_paper.mean()),
     }
     importance = None
     if dci:

@@ -1,7 +1,8 @@
 """The Lightning glue around :class:`~tripod_pl.model.TripodAutoencoder`: steps, logging, optimizer.
 
 Every loss term is logged under ``train/`` and ``val/`` (``test/``) with the total ``loss`` and the
-reconstruction PSNR (docs/architecture.md). The constructor's arguments are those of the model plus the
+reconstruction PSNR, both ``psnr`` and the reference's uint8 ``psnr_paper`` (docs/architecture.md,
+docs/evaluation.md "PSNR"). The constructor's arguments are those of the model plus the
 optimizer's, flat and typed, so LightningCLI configures and documents both (``tripod-train fit --print_config``).
 
 Example:
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from tripod_pl.legs.base import Bottleneck, Regularizer
-from tripod_pl.metrics.reconstruction import psnr
+from tripod_pl.metrics.reconstruction import psnr, psnr_paper
 from tripod_pl.model import LossTerms, TripodAutoencoder
 
 __all__ = ["TripodModule", "load_model"]
@@ -104,7 +105,9 @@ class TripodModule(L.LightningModule):
         loss, terms, logits = self.model(x)
         logs = {f"{stage}/{name}": value.detach() for name, value in terms.items()}
         logs[f"{stage}/loss"] = loss.detach()
-        logs[f"{stage}/psnr"] = psnr(torch.sigmoid(logits.detach().float()), (x.float() + 1) / 2).mean()
+        recon = torch.sigmoid(logits.detach().float())
+        logs[f"{stage}/psnr"] = psnr(recon, (x.float() + 1) / 2).mean()
+        logs[f"{stage}/psnr_paper"] = psnr_paper(recon * 2 - 1, x.float()).mean()  # the paper's thresholds' scale
         training = stage == "train"
         self.log_dict(
             logs,
