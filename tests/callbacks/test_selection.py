@@ -39,7 +39,7 @@ class FakeTrainer(SimpleNamespace):
         with open(path, "w") as f:
             f.write(str(self.global_step))
 
-    def evaluation(self, step, infom, psnr=None, psnr_key="val/psnr"):
+    def evaluation(self, step, infom, psnr=None, psnr_key="val/psnr_paper"):
         """An evaluation at ``step``, optionally followed by that step's PSNR."""
         self.global_step = step
         self.callback_metrics.update({"eval/infom": torch.tensor(infom), "eval/step": torch.tensor(float(step))})
@@ -57,7 +57,7 @@ def selector(tmp_path, **kw):
 def evaluate_then_validate(cb, trainer, step, infom, psnr):
     trainer.evaluation(step, infom)
     cb.on_train_batch_end(trainer, None, None, None, 0)  # evaluation done, validation of this step not yet
-    trainer.callback_metrics["val/psnr"] = torch.tensor(psnr)
+    trainer.callback_metrics["val/psnr_paper"] = torch.tensor(psnr)
     cb.on_validation_end(trainer, None)
 
 
@@ -83,11 +83,11 @@ def test_below_the_threshold_nothing_is_saved(tmp_path):
 
 def test_waits_for_the_validation_psnr_of_the_same_weights(tmp_path):
     cb, trainer = selector(tmp_path)
-    trainer.callback_metrics["val/psnr"] = torch.tensor(40.0)  # from an earlier validation
+    trainer.callback_metrics["val/psnr_paper"] = torch.tensor(40.0)  # from an earlier validation
     trainer.evaluation(3, 0.7)
     cb.on_train_batch_end(trainer, None, None, None, 0)
     assert trainer.saved == []  # the PSNR on record is not of these weights
-    trainer.callback_metrics["val/psnr"] = torch.tensor(41.0)
+    trainer.callback_metrics["val/psnr_paper"] = torch.tensor(41.0)
     cb.on_validation_end(trainer, None)
     assert [s for s, _ in trainer.saved] == [3] and trainer.saved[0][1].startswith(".best-infom.ckpt.")
     assert cb.best_psnr == pytest.approx(41.0)
@@ -108,10 +108,29 @@ def test_warns_about_evaluations_without_a_validation_at_their_step(tmp_path):
 
 
 def test_with_eval_psnr_the_evaluation_decides_at_once(tmp_path):
-    cb, trainer = selector(tmp_path, psnr_key="eval/psnr")
-    trainer.evaluation(2, 0.6, psnr=39.0, psnr_key="eval/psnr")
+    cb, trainer = selector(tmp_path, psnr_stage="eval")
+    trainer.evaluation(2, 0.6, psnr=39.0, psnr_key="eval/psnr_paper")
     cb.on_train_batch_end(trainer, None, None, None, 0)
     assert [s for s, _ in trainer.saved] == [2]
+
+
+@pytest.mark.parametrize("metric", ["psnr_paper", "psnr"])
+def test_selects_on_the_chosen_psnr_the_papers_by_default(tmp_path, metric):
+    cb, trainer = selector(tmp_path) if metric == "psnr_paper" else selector(tmp_path, psnr_metric=metric)
+    assert cb.psnr_key == f"val/{metric}"
+    # the two scales disagree: the uint8 PSNR is above the threshold (38) where the correct one is below
+    for step, infom, paper, correct in [(1, 0.5, 39.0, 37.0), (2, 0.4, 37.5, 38.5)]:
+        trainer.evaluation(step, infom)
+        trainer.callback_metrics.update({"val/psnr_paper": torch.tensor(paper), "val/psnr": torch.tensor(correct)})
+        cb.on_validation_end(trainer, None)
+    assert [s for s, _ in trainer.saved] == ([1] if metric == "psnr_paper" else [2])
+
+
+def test_rejects_unknown_psnr_metrics_and_stages():
+    with pytest.raises(ValueError, match="psnr_metric"):
+        BestInfoMCheckpoint(38.0, psnr_metric="ssim")
+    with pytest.raises(ValueError, match="psnr_stage"):
+        BestInfoMCheckpoint(38.0, psnr_stage="train")
 
 
 def test_ignores_sanity_checks_and_stale_evaluations(tmp_path):
@@ -136,10 +155,10 @@ def test_resumed_state_keeps_comparing_against_the_best_so_far(tmp_path):
     evaluate_then_validate(resumed, trainer2, 3, 0.75, 40.0)
     assert [s for s, _ in trainer2.saved] == [3]
 
-    other = BestInfoMCheckpoint(psnr_threshold=30.0)
-    with pytest.warns(UserWarning, match="forgotten"):
-        other.load_state_dict(state)
-    assert other.best_infom is None
+    for other in (BestInfoMCheckpoint(psnr_threshold=30.0), BestInfoMCheckpoint(38.0, psnr_metric="psnr")):
+        with pytest.warns(UserWarning, match="forgotten"):
+            other.load_state_dict(state)
+        assert other.best_infom is None
 
 
 def test_rejects_folders_in_the_filename():

@@ -1,12 +1,14 @@
 """Model selection as in the paper (docs/evaluation.md, "Model selection"): the checkpoint with the best InfoM
 among those whose PSNR exceeds the dataset's threshold (38 / 42 / 34 / 40 dB on Shapes3D / MPI3D / Falcor3D /
-Isaac3D).
+Isaac3D). Those thresholds are on the scale of the authors' uint8 PSNR, so the PSNR compared is ``psnr_paper``
+by default (:func:`tripod_pl.metrics.reconstruction.psnr_paper`); ``psnr_metric="psnr"`` selects on the
+correct PSNR instead (docs/reference.md, "PSNR").
 
 :class:`BestInfoMCheckpoint` pairs each evaluation of :class:`~tripod_pl.callbacks.EvaluationCallback`
 (``eval/infom`` at step ``eval/step`` in ``trainer.callback_metrics``) with the PSNR of the *same weights*:
-``val/psnr`` from a validation run at the same global step (so evaluate and validate at the same steps), or
-``eval/psnr``, the evaluation subset's own PSNR. Eligible (PSNR > threshold) and better than every earlier
-candidate, the weights are saved to ``dirpath/filename`` atomically
+``val/<psnr_metric>`` from a validation run at the same global step (so validate at every evaluation step), or
+``eval/<psnr_metric>``, the evaluation subset's own (``psnr_stage="eval"``). Eligible (PSNR > threshold) and
+better than every earlier candidate, the weights are saved to ``dirpath/filename`` atomically
 (:func:`~tripod_pl.callbacks.checkpoint_files.save_checkpoint_atomically`), so the file is always a complete
 checkpoint. The best score travels in the callback's state, so a resumed run keeps
 comparing against it. As a :class:`~lightning.pytorch.callbacks.Checkpoint`, Lightning runs it after the other
@@ -15,6 +17,7 @@ callbacks, hence after the evaluation of the same hook.
 Example::
 
     callbacks = [EvaluationCallback(every_n_steps=10_000), BestInfoMCheckpoint(psnr_threshold=38.0)]
+    BestInfoMCheckpoint(psnr_threshold=30.0, psnr_metric="psnr", psnr_stage="eval")  # correct PSNR, eval subset
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, save_checkpoint_atomically
 from tripod_pl.callbacks.evaluation import EVAL_STEP_KEY
+from tripod_pl.metrics.reconstruction import PSNR_METRICS
 
 __all__ = ["BestInfoMCheckpoint"]
 
@@ -45,7 +49,10 @@ class BestInfoMCheckpoint(Checkpoint):
         dirpath: folder of the checkpoint; default: the run's checkpoint folder (where the first
             ``ModelCheckpoint`` saves, else ``<default_root_dir>/checkpoints``).
         filename: file name of the checkpoint inside ``dirpath``.
-        psnr_key: ``"val/psnr"`` (validation PSNR, measured at the evaluation's step) or ``"eval/psnr"``.
+        psnr_metric: which PSNR: ``"psnr_paper"`` (the authors' uint8 computation, the scale of the paper's
+            thresholds) or ``"psnr"`` (the correct floating-point one).
+        psnr_stage: where it is measured: ``"val"`` (validation at the evaluation's step) or ``"eval"`` (the
+            evaluation subset, at once).
 
     ``best_model_path`` and ``best_model_score`` mirror ``ModelCheckpoint``'s, so ``trainer.test(ckpt_path="best")``
     works when this is the first checkpoint callback. Being a checkpoint callback, it needs
@@ -58,15 +65,22 @@ class BestInfoMCheckpoint(Checkpoint):
         psnr_threshold: float,
         dirpath: str | None = None,
         filename: str = "best-infom.ckpt",
-        psnr_key: str = "val/psnr",
+        psnr_metric: str = "psnr_paper",
+        psnr_stage: str = "val",
     ) -> None:
         super().__init__()
+        if psnr_metric not in PSNR_METRICS:
+            raise ValueError(f"psnr_metric must be one of {PSNR_METRICS}, got {psnr_metric!r}")
+        if psnr_stage not in ("val", "eval"):
+            raise ValueError(f"psnr_stage must be 'val' or 'eval', got {psnr_stage!r}")
         if os.sep in filename or (os.altsep and os.altsep in filename):
             raise ValueError(f"filename must be a plain file name, got {filename!r}; put folders in dirpath")
         self.psnr_threshold = float(psnr_threshold)
         self.dirpath = dirpath
         self.filename = filename
-        self.psnr_key = psnr_key
+        self.psnr_metric, self.psnr_stage = psnr_metric, psnr_stage
+        #: the ``trainer.callback_metrics`` key compared with the threshold
+        self.psnr_key = f"{psnr_stage}/{psnr_metric}"
         # state (saved with every checkpoint)
         self.best_infom: float | None = None
         self.best_psnr: float | None = None
@@ -134,7 +148,7 @@ class BestInfoMCheckpoint(Checkpoint):
             rank_zero_warn(
                 f"BestInfoMCheckpoint: evaluations at steps {unpaired} had no {self.psnr_key!r} measured at the "
                 "same step and were not considered; validate at the evaluation steps (trainer.val_check_interval"
-                " = EvaluationCallback.every_n_steps) or use psnr_key='eval/psnr'"
+                " and the evaluation schedule) or use psnr_stage='eval'"
             )
 
     # ---- selection -----------------------------------------------------------------------------------
@@ -147,7 +161,7 @@ class BestInfoMCheckpoint(Checkpoint):
         step = trainer.global_step
         if EVAL_STEP_KEY not in metrics or int(metrics[EVAL_STEP_KEY]) != step or self._considered_step == step:
             return False
-        psnr_step = step if self.psnr_key.startswith("eval/") else self._val_step
+        psnr_step = step if self.psnr_stage == "eval" else self._val_step
         if psnr_step != step or self.psnr_key not in metrics:
             if step not in self._unpaired:
                 self._unpaired.append(step)
