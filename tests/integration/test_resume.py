@@ -8,13 +8,36 @@ data order position and the random-number-generator states to all come back.
 from __future__ import annotations
 
 import csv
+import signal
+import warnings
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
 
 from ..helpers import cli_fit, quickstart_config
+
+
+class InterruptAt(L.Callback):
+    """Ctrl-C after training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+class BarTotals(L.Callback):
+    """Records the progress bar's total after every training batch."""
+
+    totals: list = []
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        BarTotals.totals.append(trainer.progress_bar_callback.train_progress_bar.total)
 
 
 def losses(root: Path) -> dict[int, float]:
@@ -143,3 +166,43 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_resume_after_ctrl_c_continues_the_same_run(tmp_path, tiny_h5):
+    """Ctrl-C before any step checkpoint, then ``fit --ckpt_path last``: ``last.ckpt`` ends up holding the final
+    state (not a stale one beside ``last-v1.ckpt``), Lightning knows the loader resumes, the progress bar keeps its
+    total, and TensorBoard gets one run (one ``version_0`` folder)."""
+    cfg = quickstart_config(tmp_path, tiny_h5, every=100)  # no step checkpoint: last.ckpt is the interrupt's
+    doc = yaml.safe_load(cfg.read_text())
+    doc["trainer"].update(
+        enable_progress_bar=True,
+        logger={"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "."}},
+    )
+    interrupt = {"class_path": f"{__name__}.InterruptAt", "init_args": {"step": 3}}
+    doc["trainer"]["callbacks"].append(interrupt)
+    cfg.write_text(yaml.safe_dump(doc))
+    root = tmp_path / "run"
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning ends the process after a graceful Ctrl-C
+            cli_fit(cfg, root, 10)
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C during its shutdown
+    last = root / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
+
+    doc["trainer"]["callbacks"][-1] = {"class_path": f"{__name__}.BarTotals"}
+    cfg.write_text(yaml.safe_dump(doc))
+    BarTotals.totals = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = cli_fit(cfg, root, 6, "--ckpt_path=last")
+    assert cli.trainer.global_step == 6
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "not resumable" in m or "exists and is not empty" in m], messages
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
+    assert BarTotals.totals == [min(cli.trainer.num_training_batches, 6)] * 3  # as an uninterrupted run's
+    versions = sorted(p.name for p in (root / "lightning_logs").iterdir())
+    assert versions == ["version_0"]
+    assert len(list((root / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))) == 2

@@ -6,18 +6,28 @@ Plugin legs (entry-point group ``tripod_pl.legs``) are imported before parsing, 
 The number of latents and the dataset size are taken from the data file (``data.num_sources`` ->
 ``model.num_sources``, ``data.dataset_size`` -> ``model.dataset_size``). ``evaluate`` is a subcommand of its
 own (:mod:`tripod_pl.cli.evaluate`): it restores the model and the data from a checkpoint, so it needs no config.
+
+A resumed ``fit`` (``--ckpt_path last``, a path, or SLURM's automatic ``hpc`` checkpoint) continues the run it
+resumes (:class:`ResumedRun`): ``last.ckpt`` is overwritten with the newest state (Lightning would write
+``last-v1.ckpt`` next to it), the progress bar keeps its total, and a TensorBoard logger writes into the same
+``version_N`` folder (its version is recorded in every checkpoint). A CSV logger still starts a new version:
+continuing one would delete its ``metrics.csv``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from tripod_pl.callbacks.checkpoint_files import default_checkpoint_dir
 from tripod_pl.callbacks.interrupt import InterruptCheckpoint
@@ -29,7 +39,73 @@ from tripod_pl.data import DatasetError, HDF5DataModule
 from tripod_pl.legs.registry import load_plugins
 from tripod_pl.module import TripodModule
 
-__all__ = ["TripodCLI", "main", "run"]
+__all__ = ["ResumedRun", "TripodCLI", "main", "run"]
+
+#: checkpoint key of the TensorBoard loggers' versions, read back by a resumed ``fit``
+LOG_VERSIONS_KEY = "tripod_pl_tensorboard_versions"
+
+
+class ResumedRun(L.Callback):
+    """A resumed ``fit`` continues the same run: ``last.ckpt``, the progress bar, the TensorBoard version.
+
+    Always on in the CLI. Every checkpoint records the TensorBoard loggers' versions (read back by
+    :func:`recorded_log_versions` before the resumed ``fit`` creates its loggers). At the start of a resumed
+    training, every ``ModelCheckpoint(save_last=True)`` takes its ``last.ckpt`` as its own: Lightning otherwise
+    keeps an existing ``last.ckpt`` that it did not write in this run (e.g. one written on Ctrl-C) and saves
+    ``last-v1.ckpt``, leaving the stale file where ``--ckpt_path last``, ``evaluate`` and the notebook look. And
+    the progress bar gets the epoch's total, which Lightning sets only when an epoch starts, not when it resumes.
+    """
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        versions = [logger.version for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if versions:
+            checkpoint[LOG_VERSIONS_KEY] = versions
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path is None:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+                name = callback.CHECKPOINT_NAME_LAST
+                if "{" not in name:  # a plain name: always the same file
+                    callback.last_model_path = os.path.join(callback.dirpath, name + callback.FILE_EXTENSION)
+        bar = trainer.progress_bar_callback
+        if bar is not None and trainer.fit_loop.restarted_mid_epoch:
+            bar.on_train_epoch_start(trainer, pl_module)  # total and "Epoch N" (Lightning skips it mid-epoch)
+            if isinstance(bar, TQDMProgressBar):  # its total counts from the epoch's start, not the restart
+                done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+                total = bar.train_progress_bar.total
+                if trainer.max_steps > 0 and total is not None:
+                    remaining = trainer.max_steps - trainer.global_step
+                    bar.train_progress_bar.total = min(trainer.num_training_batches, done + remaining)
+                bar.train_progress_bar.n = done
+
+
+def resume_path(trainer: L.Trainer, ckpt_path: str | None) -> str | None:
+    """The checkpoint ``fit(ckpt_path=...)`` will resume from, as Lightning chooses it (None: a new run)."""
+    if ckpt_path is None and not SLURMEnvironment.detect():
+        return None
+    if ckpt_path in (None, "hpc"):  # a requeued SLURM job resumes from its hpc checkpoint by itself
+        return trainer._checkpoint_connector._hpc_resume_path
+    if ckpt_path == "last":
+        candidates = set()
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                candidates |= callback._find_last_checkpoints(trainer)
+        existing = [path for path in candidates if os.path.isfile(path)]
+        return max(existing, key=os.path.getmtime) if existing else None
+    if ckpt_path == "best" or "://" in str(ckpt_path):
+        return None
+    return str(ckpt_path)
+
+
+def recorded_log_versions(ckpt_path: str) -> list[int | str]:
+    """The TensorBoard versions recorded by :class:`ResumedRun` in a checkpoint ([] when none or unreadable)."""
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:  # not ours to report: Lightning's own loading says what is wrong with the file
+        return []
+    return list(checkpoint.get(LOG_VERSIONS_KEY, []))
 
 
 class TripodCLI(LightningCLI):
@@ -69,13 +145,30 @@ class TripodCLI(LightningCLI):
         if subcommand == self.EVALUATE:
             run_evaluate(self.config[self.EVALUATE])
             return
+        if subcommand == "fit":
+            self._continue_run(self.config["fit"].get("ckpt_path"))
         super()._run_subcommand(subcommand)
+
+    def _continue_run(self, ckpt_path: str | None) -> None:
+        """Before a resumed ``fit``: its TensorBoard loggers write into the version folders they wrote before."""
+        path = resume_path(self.trainer, ckpt_path)
+        if path is None:
+            return
+        # the resumed run's checkpoint folder holds the interrupted run's files, as it should
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        loggers = [logger for logger in self.trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        versions = recorded_log_versions(path)
+        if len(versions) == len(loggers):
+            for logger, version in zip(loggers, versions):
+                if logger._version is None:  # not chosen by the user; still unresolved before fit
+                    logger._version = version
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         for callback in trainer.callbacks:
             if isinstance(callback, (ModelCheckpoint, BestInfoMCheckpoint)) and callback.dirpath is None:
                 callback.dirpath = str(default_checkpoint_dir(trainer))
+        trainer.callbacks.append(ResumedRun())  # after the progress bar (it resets its bar on train start)
         return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -11,7 +11,9 @@
 - ``state_dict`` / ``load_state_dict`` hold ``(epoch, batches consumed)``: Lightning saves them in
   checkpoints, and a resumed run receives exactly the batches an uninterrupted one would have. The order is
   a function of ``(seed, world_size, rank, num_workers, batch_size)`` and of the number of batches consumed;
-  one data epoch is one pass over the training split, whatever the trainer calls an epoch.
+  one data epoch is one pass over the training split, whatever the trainer calls an epoch. The training
+  loader exposes the same state (Lightning then knows it resumes mid-epoch); Lightning restores it twice, as
+  the data module's and as the loader's, and the second, identical, restore is skipped.
 
 ::
 
@@ -106,6 +108,7 @@ class HDF5DataModule(L.LightningDataModule):
         self.dataset_size = int(self.info.num_images - self._val_mask.sum())
         self._position = StreamPosition()
         self._loaded_plan: dict[str, int] | None = None
+        self._restored: dict[str, Any] | None = None  # restored, no training batch consumed since
         self._plan_key: dict[str, int] | None = None
         self._memory: MemoryRows | None = None
         self._eval: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -167,6 +170,7 @@ class HDF5DataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             pin_memory=self._pin_memory(),
             prefetch_factor=self.hparams.prefetch_factor,
+            owner=self,
         )
 
     def train_dataloader(self) -> TrainLoader:
@@ -223,6 +227,7 @@ class HDF5DataModule(L.LightningDataModule):
         """Counts the training batches the loop takes; converts ``image`` to float in [-1, 1] on the device."""
         if self.trainer is not None and self.trainer.training:
             self._position.consumed += 1
+            self._restored = None
         if isinstance(batch, dict) and isinstance(batch.get("image"), torch.Tensor):
             if batch["image"].dtype == torch.uint8:
                 batch = {**batch, "image": to_float_images(batch["image"])}
@@ -257,6 +262,9 @@ class HDF5DataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores the position; the next training iteration continues right after the last consumed batch."""
+        if self._restored is not None and self._restored == state_dict:
+            return  # the same state again (Lightning restores it as the data module's and as the loader's)
+        self._restored = dict(state_dict)
         self._position.epoch = int(state_dict["epoch"])
         self._position.consumed = int(state_dict["batches_consumed"])
         self._loaded_plan = state_dict.get("plan")

@@ -12,6 +12,11 @@ training loop actually took::
     loader = TrainLoader(stream, position, count_yields=True, num_workers=2)
     next(iter(loader)); position  # StreamPosition(epoch=0, consumed=1)
 
+The loader is *stateful* in Lightning's sense (``state_dict`` / ``load_state_dict``), so Lightning knows it
+resumes mid-epoch (and says nothing about "your dataloader is not resumable"). Under ``HDF5DataModule`` its
+state is the data module's (``owner``), which Lightning restores first; the loader's copy is then the same
+state and is not applied twice.
+
 Batches cross from the workers as in any ``DataLoader`` (each in its own shared-memory segment). A reusable
 shared-memory batch ring used to carry them instead; it was removed because a plain DataLoader already feeds
 the fastest method. Measured on 2026-12-01 in one run (``benchmarks/results/data_throughput_ring_vs_plain.json``)
@@ -38,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from torch.utils.data import DataLoader
 
@@ -51,6 +56,14 @@ class StreamPosition:
 
     epoch: int = 0
     consumed: int = 0
+
+
+class StateOwner(Protocol):
+    """Who holds a loader's resumable state (``HDF5DataModule``)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 def no_collate(batch: Any) -> Any:
@@ -69,6 +82,7 @@ class TrainLoader(DataLoader):
         num_workers: int = 0,
         pin_memory: bool = False,
         prefetch_factor: int = 4,
+        owner: StateOwner | None = None,
     ) -> None:
         extra: dict[str, Any] = {"persistent_workers": True, "prefetch_factor": prefetch_factor} if num_workers else {}
         super().__init__(
@@ -77,6 +91,21 @@ class TrainLoader(DataLoader):
         self.stream = stream
         self.position = position
         self.count_yields = count_yields
+        self.owner = owner
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the training order (the owner's state when there is one)."""
+        if self.owner is not None:
+            return self.owner.state_dict()
+        return {"epoch": self.position.epoch, "batches_consumed": self.position.consumed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue right after the last consumed batch of ``state_dict``."""
+        if self.owner is not None:
+            self.owner.load_state_dict(state_dict)
+            return
+        self.position.epoch = int(state_dict["epoch"])
+        self.position.consumed = int(state_dict["batches_consumed"])
 
     def _start(self) -> None:
         pos, total = self.position, len(self.stream)
