@@ -70,8 +70,9 @@ class TripodModule(L.LightningModule):
             activation_norm=activation_norm,
             gelu_approximate=gelu_approximate,
         )
-        # the legs as plain data, so a checkpoint rebuilds them (plugins included) without pickling
-        self.hparams.update(self.model.leg_specs())
+        # the resolved values: the number of latents, and the legs as plain data, so a checkpoint rebuilds them
+        # (plugins included) without pickling; through save_hyperparameters, so hparams.yaml records them too
+        self.save_hyperparameters({"n_z": self.model.n_z, **self.model.leg_specs()})
 
     # ---- the model's inference API ------------------------------------------------------------------
     @property
