@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tripod_pl.data.transforms import as_model_input
 from tripod_pl.legs.base import Bottleneck, Leg, Regularizer, StepContext
 from tripod_pl.legs.registry import build_leg
 from tripod_pl.nets import Decoder, Encoder
@@ -120,17 +121,31 @@ class TripodAutoencoder(nn.Module):
         return {"bottleneck": self.bottleneck.spec(), "regularizers": [r.spec() for r in self.regularizers]}
 
     # ---- inference ----------------------------------------------------------------------------------
-    def encode(self, x: Tensor) -> Tensor:
-        """Evaluation latents (quantized values, ``mu`` or ``z``) for images ``x`` in [-1, 1], N x 3 x H x W."""
-        return self.bottleneck(self.encoder(x)).z_eval
+    # Inference: without gradients (training goes through compute_terms). Images may be uint8 pixels as the
+    # dataset files hold them (N x H x W x 3) or channels first, or float in [-1, 1]: see as_model_input.
+    def _images(self, x: Tensor) -> Tensor:
+        return as_model_input(x, dtype=next(self.encoder.parameters()).dtype)
 
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """Evaluation latents (quantized values, ``mu`` or ``z``), N x n_z, of a batch of images.
+
+        ``x``: uint8 ``N x H x W x 3`` (as in the dataset files) or ``N x 3 x H x W``, or float in [-1, 1]
+        (:func:`~tripod_pl.data.transforms.as_model_input`). No gradients: training uses :meth:`compute_terms`.
+        """
+        return self.bottleneck(self.encoder(self._images(x))).z_eval
+
+    @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
-        """Images in [-1, 1] (N x 3 x H x W) decoded from latents ``z`` (N x n_z)."""
+        """Images in [-1, 1] (float32, N x 3 x H x W) decoded from latents ``z`` (N x n_z); no gradients."""
+        if z.ndim != 2 or z.shape[1] != self.n_z:
+            raise ValueError(f"expected latents N x {self.n_z}, got shape {tuple(z.shape)}")
         return torch.sigmoid(self.decoder(z).float()) * 2 - 1
 
+    @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Reconstruction of images ``x`` in [-1, 1], through the latents the decoder is trained on."""
-        return self.decode(self.bottleneck(self.encoder(x)).z)
+        """Reconstruction of images ``x`` (as for :meth:`encode`) through the latents the decoder is trained on."""
+        return self.decode(self.bottleneck(self.encoder(self._images(x))).z)
 
     # ---- training -----------------------------------------------------------------------------------
     def compute_terms(self, x: Tensor) -> LossTerms:
