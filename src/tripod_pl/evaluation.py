@@ -152,15 +152,20 @@ def evaluate_model(
     dci: bool = True,
     backend: str = "torch",
     batch_size: int = 500,
+    infoe_protocol: str = "paper",
 ) -> Evaluation:
     """InfoMEC, DCI and reconstruction PSNR of ``model`` on uint8 ``images`` (N x H x W x 3) with ``sources``
-    (N x K integer indices), computed on the model's device."""
+    (N x K integer indices), computed on the model's device. ``infoe_protocol``: ``"paper"`` (the authors'
+    iteration-limited fit and unweighted log-loss, for numbers comparable with the paper's) or ``"converged"``
+    (:func:`tripod_pl.metrics.infomec`)."""
     if images.shape[0] != sources.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {sources.shape[0]} rows of sources")
     t0 = time.perf_counter()
     latents, psnr, psnr_paper, _ = _encode_and_reconstruct(model, images, batch_size)
     sources = torch.as_tensor(sources).to(latents.device)
-    info = _metrics.infomec(sources, latents, discrete=bool(model.discrete_latents), backend=backend)
+    info = _metrics.infomec(
+        sources, latents, discrete=bool(model.discrete_latents), backend=backend, infoe_protocol=infoe_protocol
+    )
     active = to_numpy(info["active"], dtype=bool)
     scalars = {
         "infom": float(info["infom"]),

@@ -13,7 +13,7 @@ from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.class_weight import compute_sample_weight
 
 from tripod_pl.metrics._common import label_codes
-from tripod_pl.metrics.logistic import balanced_log_loss, dense_features, one_hot_features
+from tripod_pl.metrics.logistic import balanced_log_loss, dense_features, one_hot_features, paper_log_loss
 
 
 def _sklearn_loss(x, y) -> float:
@@ -75,3 +75,40 @@ def test_separable_target_reaches_near_zero_loss():
     x = y + 0.1 * np.random.default_rng(0).standard_normal(y.shape)
     codes, n_classes = label_codes(torch.as_tensor(y))
     assert balanced_log_loss(dense_features(torch.as_tensor(x)), codes, n_classes).item() < 0.01
+
+
+# ---- the paper protocol --------------------------------------------------------------------------------------
+
+
+def _paper_loss(x, y) -> float:
+    """Transcription of the Tripod authors' `logistic_regression` (disentangle/metrics/infomec.py): sklearn's
+    default iteration limit and tolerance, balanced class weights in the fit, unweighted log-loss."""
+    model = LogisticRegression(C=np.inf, class_weight="balanced", solver="lbfgs", max_iter=100, tol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y)
+    return log_loss(y, model.predict_proba(x))
+
+
+def test_paper_protocol_matches_sklearn_and_scores_unweighted(problem):
+    x, y = problem
+    codes, n_classes = label_codes(torch.as_tensor(y))
+    paper = paper_log_loss(dense_features(torch.as_tensor(x)), codes, n_classes).numpy()
+    np.testing.assert_allclose(paper, [_paper_loss(x, col) for col in y.T], atol=2e-4)
+    # the skewed first target (60/30/10 %): the unweighted loss of the balanced fit is not its balanced loss
+    balanced = balanced_log_loss(dense_features(torch.as_tensor(x)), codes, n_classes, tol=1e-7).numpy()
+    assert abs(paper[0] - balanced[0]) > 0.005  # 0.0126 nats here
+
+
+def test_paper_protocol_follows_sklearn_on_raw_one_hot_features():
+    """One-hot codes of noisy copies of skewed targets plus uninformative latents, as the authors' code sees
+    discrete latents (sklearn's 0/1 OneHotEncoder columns)."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    y = np.stack([rng.integers(0, 10, n), rng.choice(4, n, p=[0.55, 0.25, 0.15, 0.05])], 1)
+    z = np.concatenate([y + (rng.random(y.shape) < 0.1) * rng.integers(-2, 3, y.shape), rng.integers(0, 12, (n, 2))], 1)
+    codes, n_classes = label_codes(torch.as_tensor(y))
+    z_codes, z_n = label_codes(torch.as_tensor(z))
+    ours = paper_log_loss(one_hot_features(z_codes, z_n, scaled=False), codes, n_classes).numpy()
+    ref = np.array([_paper_loss(OneHotEncoder().fit_transform(z), col) for col in y.T])
+    np.testing.assert_allclose(ours, ref, atol=1e-3)

@@ -1,14 +1,15 @@
 """The scikit-learn reference backend of `infomec` and `dci` (`backend="sklearn"`), on the host.
 
 It computes the quantities of docs/evaluation.md with sklearn's own estimators, as the Tripod paper's code does
-(where that code differs, see docs/reference.md):
-`mutual_info_score` (plug-in MI, discrete latents), `mutual_info_classif(n_neighbors=10)` (Ross 2014 kNN
-MI, continuous latents; `random_state=seed` fixes its tie-breaking noise), `LogisticRegression` (lbfgs,
-unpenalized, balanced class weights; `max_iter=1000, tol=1e-6` so that the fit is converged, where the
-paper's code stops at sklearn's default 100 iterations) scored by `log_loss` with the balanced sample
-weights, and `RandomForestClassifier(100, criterion="entropy", max_depth=10, random_state=seed, n_jobs=-1)`
-(trees on threads, as in the paper's code; the kNN MI runs sequentially as there, not in joblib processes).
-The aggregation into scores is shared with the torch backend (`_common.py`).
+(where that code differs, see docs/reference.md): `mutual_info_score` (plug-in MI, discrete latents),
+`mutual_info_classif(n_neighbors=10)` (Ross 2014 kNN MI, continuous latents; `random_state=seed` fixes its
+tie-breaking noise), `LogisticRegression` (lbfgs, unpenalized, balanced class weights) for InfoE -- with
+`infoe_protocol="paper"` exactly as the paper's code (sklearn's default `max_iter=100, tol=1e-4`, scored by
+the unweighted `log_loss`, the null model fitted on all-zero features), with `"converged"` fitted to
+convergence (`max_iter=1000, tol=1e-6`) and scored with the balanced sample weights -- and
+`RandomForestClassifier(100, criterion="entropy", max_depth=10, random_state=seed, n_jobs=-1)` (trees on
+threads, as in the paper's code; the kNN MI runs sequentially as there, not in joblib processes). The
+aggregation into scores is shared with the torch backend (`_common.py`).
 """
 
 from __future__ import annotations
@@ -34,17 +35,30 @@ def _label_codes(x: np.ndarray) -> np.ndarray:
     return np.stack([LabelEncoder().fit_transform(col) for col in x.T], axis=1)
 
 
-def _balanced_log_loss(features, y: np.ndarray) -> float:
+#: sklearn's defaults, which the paper's code keeps (`LogisticRegression(max_iter=100, tol=1e-4)`)
+PAPER_MAX_ITER = 100
+PAPER_TOL = 1e-4
+
+
+def _log_loss(features, y: np.ndarray, protocol: str) -> float:
+    paper = protocol == "paper"
     model = LogisticRegression(
-        C=np.inf, class_weight="balanced", solver="lbfgs", max_iter=LOGISTIC_MAX_ITER, tol=LOGISTIC_TOL
+        C=np.inf,
+        class_weight="balanced",
+        solver="lbfgs",
+        max_iter=PAPER_MAX_ITER if paper else LOGISTIC_MAX_ITER,
+        tol=PAPER_TOL if paper else LOGISTIC_TOL,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # separable sources never converge
         model.fit(features, y)
-    return float(log_loss(y, model.predict_proba(features), sample_weight=compute_sample_weight("balanced", y)))
+    weights = None if paper else compute_sample_weight("balanced", y)
+    return float(log_loss(y, model.predict_proba(features), sample_weight=weights))
 
 
-def infomec(sources, latents, discrete: bool, n_neighbors: int = 10, seed: int = 0) -> dict:
+def infomec(
+    sources, latents, discrete: bool, n_neighbors: int = 10, seed: int = 0, infoe_protocol: str = "paper"
+) -> dict:
     s = _label_codes(common.as_numpy(sources))
     z = common.as_numpy(latents).astype(np.float64)
     common.check_shapes(s, z)
@@ -73,8 +87,8 @@ def infomec(sources, latents, discrete: bool, n_neighbors: int = 10, seed: int =
         features = OneHotEncoder().fit_transform(z) if discrete else z_std
         ratios = []
         for i in np.flatnonzero(valid):
-            h_pred = _balanced_log_loss(features, s[:, i])
-            h_null = _balanced_log_loss(np.zeros((len(z), 1)), s[:, i])
+            h_pred = _log_loss(features, s[:, i], infoe_protocol)
+            h_null = _log_loss(np.zeros_like(z), s[:, i], infoe_protocol)
             ratios.append((h_null - h_pred) / h_null)
         infoe = float(np.mean(ratios))
     return {"infom": infom, "infoc": infoc, "infoe": infoe, "nmi": nmi, "active": active}

@@ -8,9 +8,13 @@ With sources s_1..s_K (discrete) and latents z_1..z_{n_z}:
 - active latents: inter-quartile range > 0.1 (discrete) or > max IQR / 10 (continuous).
 - InfoM = (mean_{active j} max_i NMI_ij / sum_i NMI_ij - 1/K) / (1 - 1/K).
 - InfoC = (mean_i max_{active j} NMI_ij / sum_{active j} NMI_ij - 1/L) / (1 - 1/L), L = #active.
-- InfoE = mean_i (H_null - H_pred) / H_null, H_pred the balanced-weighted training log-loss of an
-  unpenalized multinomial logistic regression from all latents (one-hot if discrete, standardized if
-  continuous) to s_i, H_null = log(#values of s_i) the same with no features (`logistic.py`).
+- InfoE = mean_i (H_null - H_pred) / H_null, from an unpenalized multinomial logistic regression with
+  balanced class weights from all latents (one-hot if discrete, standardized if continuous) to s_i
+  (`logistic.py`), H_null = log(#values of s_i) (the same fit with no features predicts the uniform
+  distribution). `infoe_protocol="paper"` (default, the Tripod authors' code): fitted as sklearn's defaults
+  stop it (100 L-BFGS iterations, gradient tolerance 1e-4), H_pred the *unweighted* training log-loss.
+  `infoe_protocol="converged"`: fitted to convergence, H_pred the balanced-weighted log-loss (the fit's own
+  objective, so both classes of a skewed source count equally).
 
 A model with no active latent scores 0 on all three. Sources with a single value carry no information and
 are left out of the scores (their NMI row is 0). Example::
@@ -25,8 +29,11 @@ import numpy as np
 import torch
 
 from tripod_pl.metrics import _common as common
-from tripod_pl.metrics.logistic import balanced_log_loss, dense_features, one_hot_features
+from tripod_pl.metrics.logistic import balanced_log_loss, dense_features, one_hot_features, paper_log_loss
 from tripod_pl.metrics.mutual_info import histogram_mi, knn_mi, plugin_entropy
+
+#: the InfoE protocols of :func:`infomec`
+INFOE_PROTOCOLS = ("paper", "converged")
 
 
 def infomec(
@@ -38,18 +45,24 @@ def infomec(
     n_neighbors: int = 10,
     seed: int = 0,
     device: str | torch.device | None = None,
+    infoe_protocol: str = "paper",
 ) -> dict:
     """InfoM, InfoC, InfoE, the NMI matrix and the active latents of `latents` (N x n_z) for `sources`
     (N x K integer values).
 
     `backend="torch"` computes on the device of the inputs (or `device`); `backend="sklearn"` is the
-    scikit-learn reference. `seed` fixes the tie-breaking noise of the kNN estimator. Returns
+    scikit-learn reference. `seed` fixes the tie-breaking noise of the kNN estimator. `infoe_protocol` is
+    ``"paper"`` (the authors': iteration-limited fit, unweighted log-loss) or ``"converged"``. Returns
     `{"infom", "infoc", "infoe"}` as floats, `"nmi"` (K x n_z float64) and `"active"` (n_z bool) arrays.
     """
+    if infoe_protocol not in INFOE_PROTOCOLS:
+        raise ValueError(f"infoe_protocol must be one of {INFOE_PROTOCOLS}, got {infoe_protocol!r}")
     if backend == "sklearn":
         from tripod_pl.metrics import _sklearn
 
-        return _sklearn.infomec(sources, latents, discrete, n_neighbors=n_neighbors, seed=seed)
+        return _sklearn.infomec(
+            sources, latents, discrete, n_neighbors=n_neighbors, seed=seed, infoe_protocol=infoe_protocol
+        )
     if backend != "torch":
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'sklearn'")
     dev = common.resolve_device(latents, sources, device=device)
@@ -75,9 +88,14 @@ def infomec(
         infom, infoc = common.infom_infoc(nmi, active, valid)
         infoe = 0.0
         if active.any() and valid.any():
-            features = one_hot_features(z_codes, z_n) if discrete else dense_features(common.standardize(z))
+            paper = infoe_protocol == "paper"
+            if discrete:
+                features = one_hot_features(z_codes, z_n, scaled=not paper)
+            else:
+                features = dense_features(common.standardize(z))
             keep = torch.as_tensor(valid, device=dev)
-            h_pred = balanced_log_loss(features, s_codes[:, keep], s_n[keep]).cpu().numpy()
+            fit = paper_log_loss if paper else balanced_log_loss
+            h_pred = fit(features, s_codes[:, keep], s_n[keep]).cpu().numpy()
             h_null = np.log(s_n[keep].cpu().numpy())
             infoe = float(np.mean((h_null - h_pred) / h_null))
     return {"infom": infom, "infoc": infoc, "infoe": infoe, "nmi": nmi, "active": active}

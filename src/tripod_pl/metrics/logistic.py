@@ -18,6 +18,11 @@ Arithmetic is float32 (the loss is wanted to ~1e-4, not to machine precision).
 
 One-hot features of discrete latents are held as a dense N x (sum of latent sizes) matrix when that is
 small, else as indices whose `x W` is a sum of one row of `W` per latent (`embedding_bag`).
+
+`paper_log_loss` is the Tripod authors' protocol (docs/evaluation.md, "InfoE"): the same balanced-weighted fit,
+but as scikit-learn runs it by default -- raw (unscaled) one-hot columns, float64, stopped after 100 L-BFGS
+iterations or once the largest gradient entry is below 1e-4 (`LogisticRegression(max_iter=100, tol=1e-4)`),
+often before convergence -- and scored by the *unweighted* mean log-loss `mean_n -log p(s_n | x_n)`.
 """
 
 from __future__ import annotations
@@ -81,19 +86,24 @@ class OneHotFeatures(Features):
         return out
 
 
-def one_hot_features(codes: torch.Tensor, n_codes: torch.Tensor, dense_limit: int = 2**26) -> Features:
+def one_hot_features(
+    codes: torch.Tensor, n_codes: torch.Tensor, dense_limit: int = 2**26, scaled: bool = True
+) -> Features:
     """One-hot design matrix of per-latent integer codes (N x L, values < n_codes), all columns kept
     (as sklearn's OneHotEncoder).
 
-    Each column is divided by the square root of its frequency (unit mean square). This changes neither
-    the model class nor the minimum loss, only the conditioning: L-BFGS then reaches the loss of rare
-    values' weights (which grow without bound under quasi-separation) several times sooner.
+    With `scaled` each column is divided by the square root of its frequency (unit mean square). This
+    changes neither the model class nor the minimum loss, only the conditioning: L-BFGS then reaches the
+    loss of rare values' weights (which grow without bound under quasi-separation) several times sooner.
+    Without it the columns are sklearn's 0/1 (what an iteration-limited fit of the paper protocol needs).
     Dense when N x (sum of n_codes) <= `dense_limit` entries, else kept as indices.
     """
     n = codes.shape[0]
     columns = codes + (torch.cumsum(n_codes, 0) - n_codes)
     n_features = int(n_codes.sum())
     scale = (torch.bincount(columns.reshape(-1), minlength=n_features).double() / n).rsqrt()
+    if not scaled:
+        scale = torch.ones_like(scale)
     if n * n_features <= dense_limit:
         x = torch.zeros(n, n_features, dtype=torch.float64, device=codes.device)
         return DenseFeatures(x.scatter_(1, columns, scale[columns]))
@@ -118,6 +128,38 @@ def balanced_log_loss(
     `targets` is N x K integer codes (values < n_classes[k], every class present); returns K values.
     Stops a problem when its largest gradient entry is below `tol` or its loss stops decreasing.
     """
+    return _fit(features, targets, n_classes, max_iter, tol, history, dtype, ftol=1e-5, score="balanced")
+
+
+def paper_log_loss(
+    features: Features,
+    targets: torch.Tensor,
+    n_classes: torch.Tensor,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    history: int = 10,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """The authors' InfoE log-loss per target: the balanced-weighted fit stopped as scikit-learn's defaults
+    stop it (`max_iter` L-BFGS iterations, or the largest gradient entry below `tol`), scored by the
+    unweighted mean log-loss of the training samples. Give it unscaled one-hot features
+    (`one_hot_features(..., scaled=False)`) to follow sklearn's iterates."""
+    return _fit(features, targets, n_classes, max_iter, tol, history, dtype, ftol=0.0, score="unweighted")
+
+
+def _fit(
+    features: Features,
+    targets: torch.Tensor,
+    n_classes: torch.Tensor,
+    max_iter: int,
+    tol: float,
+    history: int,
+    dtype: torch.dtype,
+    ftol: float,
+    score: str,
+) -> torch.Tensor:
+    """Fits the balanced-weighted objective; returns its minimum (`score="balanced"`) or the unweighted mean
+    log-loss at the final parameters (`score="unweighted"`), K values in float64."""
     n, k = targets.shape
     dev = targets.device
     c_max = int(n_classes.max())
@@ -129,14 +171,17 @@ def balanced_log_loss(
     counts.scatter_add_(1, targets.T, torch.ones(k, n, dtype=dtype, device=dev))
     weight = 1.0 / (n_classes.to(dtype) * torch.gather(counts, 1, targets.T).T)  # N x K, columns sum to 1
 
-    def loss_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def nll_of(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         params = theta.reshape(k, d + 1, c_max).permute(1, 0, 2)  # (d+1) x K x C
         logits = features.matmul(params[:d].reshape(d, k * c_max)).reshape(n, k, c_max) + params[d]
         top = logits.amax(2, keepdim=True)  # padded classes have logit 0 <= max: harmless
         e = torch.exp(logits - top) * class_ok
         total = e.sum(2, keepdim=True)
         # -log p(s_n | x_n) = log total + top - logit of s_n
-        nll = (torch.log(total) + top - torch.gather(logits, 2, y))[:, :, 0]
+        return (torch.log(total) + top - torch.gather(logits, 2, y))[:, :, 0], e, total, logits
+
+    def loss_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nll, e, total, _ = nll_of(theta)
         loss = (weight * nll).sum(0)
         g = e * (weight[:, :, None] / total)
         g.scatter_add_(2, y, -weight[:, :, None])
@@ -145,7 +190,12 @@ def balanced_log_loss(
         return loss, grad
 
     theta = torch.zeros(k, (d + 1) * c_max, dtype=dtype, device=dev)
-    return _lbfgs(loss_and_grad, theta, max_iter=max_iter, tol=tol, history=history).double()
+    loss, theta = _lbfgs(loss_and_grad, theta, max_iter=max_iter, tol=tol, history=history, ftol=ftol)
+    if score == "balanced":
+        return loss.double()
+    if score == "unweighted":
+        return nll_of(theta)[0].mean(0).double()
+    raise ValueError(f"unknown score {score!r}")
 
 
 def _lbfgs(
@@ -153,7 +203,9 @@ def _lbfgs(
 ) -> torch.Tensor:
     """Batched L-BFGS with backtracking Armijo steps; rows of `theta` are independent problems.
 
-    `fun(theta) -> (loss (K,), grad (K x P))`. Returns the final losses.
+    `fun(theta) -> (loss (K,), grad (K x P))`. Returns the final losses and parameters. A problem stops when
+    its largest gradient entry is at most `tol`, its loss stops decreasing, or (with `ftol` > 0) it gained
+    less than `ftol` over the last `window` iterations; all stop after `max_iter` iterations.
     """
     k, p = theta.shape
     dev, dtype = theta.device, theta.dtype
@@ -218,8 +270,8 @@ def _lbfgs(
         theta, grad = new_theta, new_grad
         loss = new_loss
         converged = (grad.abs().amax(1) <= tol) | (decrease <= 1e-12 * loss.abs().clamp_min(1.0)) | stalled
-        if (it + 1) % window == 0:  # slow tail: less than `ftol` gained over the last `window` steps
+        if ftol > 0 and (it + 1) % window == 0:  # slow tail: less than `ftol` gained over `window` steps
             converged |= loss_before - loss < ftol
             loss_before = loss
         active = active & ~converged
-    return loss
+    return loss, theta
