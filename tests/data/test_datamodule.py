@@ -177,15 +177,28 @@ def test_eval_subset_is_at_most_the_whole_file(small_h5: str) -> None:
     assert len(images) == 288
 
 
-def test_generate_if_missing(tmp_path: Path, monkeypatch) -> None:
+def test_generate_if_missing(tmp_path: Path, monkeypatch, capsys) -> None:
     small = partial(generate_procedural, factor_sizes={name: 2 for name in SMALL_FACTORS})
     monkeypatch.setattr(datamodule_module, "generate_procedural", small)
-    path = str(tmp_path / "data" / "new.h5")  # a folder that does not exist yet, as data/ in a fresh clone
+    path = str(tmp_path / "data" / "procedural.h5")  # a folder that does not exist yet, as data/ in a fresh clone
     dm = HDF5DataModule(path, batch_size=4, num_workers=0, generate_if_missing=True)
-    assert dm.info.num_images == 128 and os.listdir(tmp_path / "data") == ["new.h5"]
+    assert dm.info.num_images == 128 and os.listdir(tmp_path / "data") == ["procedural.h5"]
+    assert (
+        capsys.readouterr().out
+        == f"{path} does not exist: generating the procedural dataset (43,200 64x64 images) ...\n"
+    )
     stamp = os.stat(path).st_mtime_ns
     HDF5DataModule(path, batch_size=4, num_workers=0, generate_if_missing=True)
     assert os.stat(path).st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("name", ["shapes3d.h5", "data.h5"])
+def test_generate_if_missing_writes_nothing_under_another_name(tmp_path: Path, name: str) -> None:
+    """A mistyped or not yet converted benchmark is an error, not 43,200 procedural scenes under its name."""
+    path = tmp_path / name
+    with pytest.raises(DatasetError, match=rf"^{path}: no such file; generate_if_missing writes .* \*procedural\*\.h5"):
+        HDF5DataModule(str(path), batch_size=4, num_workers=0, generate_if_missing=True)
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_bad_file_fails_at_construction(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from tripod_pl.data import DatasetError, HDF5DataModule
 from tripod_pl.legs.registry import load_plugins
 from tripod_pl.module import TripodModule
 
-__all__ = ["ResumedRun", "TripodCLI", "main", "run"]
+__all__ = ["ConfigError", "ResumedRun", "TripodCLI", "main", "run"]
 
 #: checkpoint key of the TensorBoard loggers' versions, read back by a resumed ``fit``
 LOG_VERSIONS_KEY = "tripod_pl_tensorboard_versions"
@@ -108,6 +108,46 @@ def recorded_log_versions(ckpt_path: str) -> list[int | str]:
     return list(checkpoint.get(LOG_VERSIONS_KEY, []))
 
 
+class ConfigError(Exception):
+    """A configuration the run cannot use; the message is one line naming the option and the problem."""
+
+
+def check_model_options(model: Any) -> None:
+    """The model options that fail only later (or deep inside a network): ``n_z`` and ``image_size``."""
+    n_z = model.get("n_z")
+    if n_z is not None and n_z <= 0:
+        raise ConfigError(f"model.n_z must be a positive number of latents, got {n_z}")
+    size = model.get("image_size")
+    stages = max(len(model.get("encoder_widths") or ()), len(model.get("decoder_widths") or ()))
+    if size is not None and (size <= 0 or size % 2**stages):
+        raise ConfigError(
+            f"model.image_size {size} cannot be taken by the networks: it must be a positive multiple of "
+            f"{2**stages} (one 2x per stage of model.encoder_widths / model.decoder_widths)"
+        )
+
+
+def check_built(module: TripodModule, data: HDF5DataModule | None) -> None:
+    """The legs' weights are non-negative and the data's images have the model's size."""
+    legs = [("model.bottleneck", module.model.bottleneck)]
+    legs += [(f"model.regularizers[{i}]", leg) for i, leg in enumerate(module.model.regularizers)]
+    for option, leg in legs:
+        for term, weight in leg.weights.items():
+            if weight < 0:
+                raise ConfigError(
+                    f"{option} ({type(leg).__name__}): the weight of term {term!r} is {weight}; weights must be >= 0"
+                )
+    if data is not None:
+        height, width = data.info.image_shape[:2]
+        size = module.hparams.image_size
+        if (height, width) != (size, size):
+            raise ConfigError(
+                f"model.image_size is {size}, but the images of {data.path} are {height} x {width} "
+                f"(set --model.image_size {height})"
+                if height == width
+                else f"the images of {data.path} are {height} x {width}; the networks take square images"
+            )
+
+
 class TripodCLI(LightningCLI):
     """LightningCLI for :class:`TripodModule` and :class:`HDF5DataModule`, with an ``evaluate`` subcommand.
 
@@ -135,11 +175,19 @@ class TripodCLI(LightningCLI):
         if not self._evaluating():  # the metrics seed their own generators
             super()._set_seed()
 
+    def before_instantiate_classes(self) -> None:
+        if not self._evaluating():  # a bad option ends here: nothing built, nothing written
+            check_model_options(self._get(self.config, "model"))
+
     def instantiate_classes(self) -> None:
         if self._evaluating():
             self.model = self.datamodule = self.trainer = None
             return
         super().instantiate_classes()
+
+    def after_instantiate_classes(self) -> None:
+        if not self._evaluating() and isinstance(self.model, TripodModule):
+            check_built(self.model, self.datamodule if isinstance(self.datamodule, HDF5DataModule) else None)
 
     def _run_subcommand(self, subcommand: str) -> None:
         if subcommand == self.EVALUATE:
@@ -183,7 +231,8 @@ class TripodCLI(LightningCLI):
 def run(args: Sequence[str] | None = None) -> TripodCLI:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return it (tests inspect its trainer and model).
 
-    User mistakes in data and checkpoint files end with a one-line error and exit status 2.
+    User mistakes in options, data and checkpoint files end with a one-line error and exit status 2, before
+    anything is written.
     """
     load_plugins()
     # our training streams know their length per rank and worker; Lightning's generic warning does not apply
@@ -197,7 +246,7 @@ def run(args: Sequence[str] | None = None) -> TripodCLI:
             args=list(args) if args is not None else None,
             auto_configure_optimizers=False,
         )
-    except (DatasetError, CheckpointError) as err:
+    except (ConfigError, DatasetError, CheckpointError) as err:
         print(f"tripod-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

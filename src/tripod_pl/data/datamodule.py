@@ -17,7 +17,7 @@
 
 ::
 
-    dm = HDF5DataModule("toy.h5", batch_size=64, generate_if_missing=True)
+    dm = HDF5DataModule("data/procedural.h5", batch_size=64, generate_if_missing=True)
     dm.num_sources, dm.dataset_size
     trainer.fit(model, datamodule=dm)
 """
@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import warnings
 from pathlib import Path
@@ -35,15 +36,36 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tripod_pl.data.layout import DatasetInfo, image_chunk_rows, read_info
+from tripod_pl.data.layout import DatasetError, DatasetInfo, image_chunk_rows, read_info
 from tripod_pl.data.loader import StreamPosition, TrainLoader, no_collate
 from tripod_pl.data.plan import PlanConfig, TrainPlan, validation_mask
-from tripod_pl.data.prepare import generate_procedural
+from tripod_pl.data.prepare import DEFAULT_FACTORS, generate_procedural
 from tripod_pl.data.rows import HDF5Rows, MemoryRows, RowSource
 from tripod_pl.data.stream import FixedBatches, TrainStream
 from tripod_pl.data.transforms import to_float_images
 
 _EVAL_KEY = 0xE7A1
+
+#: ``generate_if_missing`` writes the procedural dataset only to a file whose name contains this
+PROCEDURAL_NAME = "procedural"
+
+
+def generate_missing_procedural(path: str) -> None:
+    """Write the default procedural dataset to ``path``, which does not exist; its name must say procedural.
+
+    Any other name is a mistyped or not yet converted dataset: writing 43,200 procedural scenes under it would
+    hide the mistake, so that is a :class:`DatasetError` instead.
+    """
+    if PROCEDURAL_NAME not in Path(path).name.lower():
+        raise DatasetError(
+            path,
+            f"no such file; generate_if_missing writes the procedural dataset only to a file named "
+            f"*{PROCEDURAL_NAME}*.h5 (benchmarks: tripod-data convert)",
+        )
+    images = math.prod(DEFAULT_FACTORS.values())
+    print(f"{path} does not exist: generating the procedural dataset ({images:,} 64x64 images) ...", flush=True)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # e.g. data/ in a fresh clone
+    generate_procedural(path)
 
 
 def default_block_rows(chunk_rows: int | None, minimum: int = 64) -> int:
@@ -64,7 +86,9 @@ class HDF5DataModule(L.LightningDataModule):
         seed: seeds the split, the evaluation subset and every epoch's order.
         in_memory: hold the whole file in RAM (shared by the workers of a rank, one copy per rank), for
             datasets that fit; then ``num_workers=0`` is the fastest on few CPU cores.
-        generate_if_missing: write the default procedural dataset to ``path`` if there is no file.
+        generate_if_missing: write the default procedural dataset to ``path`` if there is no file (only to a
+            name containing ``procedural``: any other missing file is an error, see
+            :func:`generate_missing_procedural`).
         eval_size: images in the evaluation subset (at most the whole file).
         drop_last: drop the last incomplete batches of an epoch; otherwise pad by repeating a few images.
         val_batch_size: batch size of validation, test and predict (default ``batch_size``).
@@ -100,8 +124,7 @@ class HDF5DataModule(L.LightningDataModule):
             raise ValueError("batch_size must be positive, num_workers and eval_size non-negative")
         self.path = os.fspath(path)
         if generate_if_missing and not Path(self.path).exists():
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)  # e.g. data/ in a fresh clone
-            generate_procedural(self.path)
+            generate_missing_procedural(self.path)
         self.info: DatasetInfo = read_info(self.path)
         self.block_rows = block_rows or default_block_rows(image_chunk_rows(self.path))
         self._val_mask = validation_mask(self.info.num_images, val_fraction, seed)

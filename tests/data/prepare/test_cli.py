@@ -36,6 +36,16 @@ def test_generate_with_sizes_in_order(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "images:  48 x 64 x 64 x 3 uint8" in capsys.readouterr().out
 
 
+def test_generate_refuses_to_replace_a_file_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "g.h5"
+    out.write_bytes(b"precious")
+    err = _fails(["generate", str(out), "--factor-sizes", "1", "1", "1", "1", "1", "1", "2"], capsys)
+    assert err == f"tripod-data: error: {out} exists; pass --force to replace it"
+    assert out.read_bytes() == b"precious"
+    assert main(["generate", str(out), "--factor-sizes", "1", "1", "1", "1", "1", "1", "2", "--force"]) == 0
+    assert read_info(out).num_images == 2
+
+
 def test_generate_with_named_sizes(tmp_path: Path) -> None:
     sizes = ["background_color=1", "object_color=1", "shape=2", "scale=1", "position_x=2", "position_y=1"]
     main(["generate", str(tmp_path / "g.h5"), "--factor-sizes", *sizes, "rotation=2", "--seed", "3"])

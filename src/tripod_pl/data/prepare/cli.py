@@ -2,17 +2,19 @@
 
 ::
 
-    tripod-data generate toy.h5 [--factor-sizes 2 2 2 2 2 2 2 | --factor-sizes shape=3 scale=2] [--seed 0]
+    tripod-data generate toy.h5 [--factor-sizes 2 2 2 2 2 2 2 | --factor-sizes shape=3 scale=2] [--seed 0] [--force]
     tripod-data convert {shapes3d,mpi3d,falcor3d,isaac3d} SRC OUT.h5 [--factor-sizes N1 N2 ...] [--workers N]
     tripod-data info FILE.h5
 
 A problem with the input (missing or malformed file, wrong layout, out-of-range sources, missing or
 unreadable images) is one line on stderr, ``tripod-data: error: ...``, and exit status 2; no traceback.
+``generate`` does not replace an existing file unless given ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"sizes of {' '.join(DEFAULT_FACTORS)} (all, in order), or name=N for some",
     )
     gen.add_argument("--seed", type=int, default=0, help="rotates the object hues (default 0)")
+    gen.add_argument("--force", action="store_true", help="replace the output file if it exists")
 
     conv = sub.add_parser("convert", help="convert a published dataset")
     conv.add_argument("dataset", choices=list(PUBLISHED))
@@ -75,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.command == "generate":
         sizes = _procedural_sizes(args.factor_sizes)
+        if os.path.lexists(args.out) and not args.force:
+            raise UsageError(f"{args.out} exists; pass --force to replace it")
         try:
             info = generate_procedural(args.out, sizes, seed=args.seed)
         except ValueError as e:
