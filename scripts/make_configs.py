@@ -45,8 +45,15 @@ PROTOCOL = {
     # only its decayed group, not biases or the codebook; here QLAE clips every parameter (docs/reference.md).
     "gradient_clip_val": 1.0,
     "gradient_clip_algorithm": "value",
-    # tripod configs/train_*.yaml `checkpoint.period: 1e4` (scripts/train_*.py save every 10k updates)
+    # tripod configs/train_*.yaml `checkpoint.period: 1e4` (scripts/train_*.py save every 10k updates); the
+    # checkpointed evaluations are the reference's only model-selection candidates, hence validation (the
+    # selection's PSNR) and BestInfoMCheckpoint(every_n_steps) on the same period
     "checkpoint_every": 10_000,
+    # tripod scripts/train_*.py `main`: evaluate at loop step 0, when (step + 1) % eval.period == 0, and when
+    # (step + 1) % (eval.period // 5) == 0 below eval.period (configs/train_*.yaml `eval.period: 1e4`): the
+    # start, every 2k until 10k, then every 10k. (Its step + 1 updates are our global_step: the reference
+    # evaluates one update earlier, after 1,999, 3,999, ... updates; docs/reference.md.)
+    "evaluation": {"every_n_steps": 10_000, "dense_every_n_steps": 2_000, "dense_until": 10_000, "at_start": True},
 }
 
 
@@ -86,8 +93,11 @@ def methods(h: dict) -> dict[str, tuple[str, dict]]:
 
 
 def trainer(
-    root: str, max_steps: int, every: int, psnr: float, eval_every: int | None = None, psnr_metric: str = "psnr_paper"
+    root: str, max_steps: int, every: int, psnr: float, evaluation: dict | None = None, psnr_metric: str = "psnr_paper"
 ) -> dict:
+    """The Trainer section: checkpoints and validation every ``every`` steps, evaluations on ``evaluation``
+    (EvaluationCallback's schedule arguments; default every ``every`` steps), model selection among the
+    evaluations at multiples of ``every`` when evaluations follow a schedule of their own (else all of them)."""
     return {
         "max_steps": max_steps,
         "gradient_clip_val": PROTOCOL["gradient_clip_val"],
@@ -104,11 +114,12 @@ def trainer(
             },
             {
                 "class_path": "tripod_pl.callbacks.EvaluationCallback",
-                "init_args": {"every_n_steps": eval_every or every},
+                "init_args": evaluation or {"every_n_steps": every},
             },
             {
                 "class_path": "tripod_pl.callbacks.BestInfoMCheckpoint",
-                "init_args": {"psnr_threshold": psnr, "psnr_metric": psnr_metric},
+                "init_args": {"psnr_threshold": psnr, "psnr_metric": psnr_metric}
+                | ({"every_n_steps": every} if evaluation else {}),
             },
         ],
     }
@@ -130,6 +141,7 @@ def all_configs() -> dict[Path, str]:
                     max_steps=PROTOCOL["max_steps"],
                     every=PROTOCOL["checkpoint_every"],
                     psnr=h["psnr"],
+                    evaluation=PROTOCOL["evaluation"],
                 ),
                 "model": {**model, "lr": PROTOCOL["lr"]},
                 "data": {"path": f"data/{dataset}.h5", "batch_size": PROTOCOL["batch_size"], "num_workers": 2},

@@ -126,6 +126,21 @@ def test_selects_on_the_chosen_psnr_the_papers_by_default(tmp_path, metric):
     assert [s for s, _ in trainer.saved] == ([1] if metric == "psnr_paper" else [2])
 
 
+def test_only_evaluations_at_multiples_of_every_n_steps_are_candidates(tmp_path, recwarn):
+    cb, trainer = selector(tmp_path, every_n_steps=10)
+    for step, infom in [(2, 0.9), (4, 0.95), (10, 0.5), (20, 0.6), (24, 0.99)]:
+        trainer.evaluation(step, infom)
+        cb.on_train_batch_end(trainer, None, None, None, 0)
+        if step % 10 == 0:  # validation runs at the candidate steps only
+            trainer.callback_metrics["val/psnr_paper"] = torch.tensor(40.0)
+            cb.on_validation_end(trainer, None)
+    cb.on_train_end(trainer, None)
+    assert [s for s, _ in trainer.saved] == [10, 20] and cb.best_step == 20
+    assert not [w for w in recwarn if "BestInfoMCheckpoint" in str(w.message)]  # 2, 4, 24: passed over quietly
+    with pytest.raises(ValueError, match="every_n_steps"):
+        BestInfoMCheckpoint(38.0, every_n_steps=0)
+
+
 def test_rejects_unknown_psnr_metrics_and_stages():
     with pytest.raises(ValueError, match="psnr_metric"):
         BestInfoMCheckpoint(38.0, psnr_metric="ssim")

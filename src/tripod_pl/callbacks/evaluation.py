@@ -1,12 +1,14 @@
 """Periodic evaluation during training: InfoMEC, DCI and PSNR of the fixed evaluation subset, with figures.
 
-Every ``every_n_steps`` optimizer steps, and once more at the end of training, :class:`EvaluationCallback`
-runs :func:`tripod_pl.evaluation.evaluate_model` on the datamodule's ``eval_subset()`` (docs/evaluation.md) on
-the model's device, with the training run's random-number streams set aside (Lightning's ``isolate_rng``), and
-logs
+Every ``every_n_steps`` optimizer steps (or on a schedule: a list of steps, every ``dense_every_n_steps`` until
+``dense_until``, and at the start; :meth:`EvaluationCallback.is_scheduled`), and once more at the end of
+training, :class:`EvaluationCallback` runs :func:`tripod_pl.evaluation.evaluate_model` on the datamodule's
+``eval_subset()`` (docs/evaluation.md) on the model's device, with the training run's random-number streams
+set aside (Lightning's ``isolate_rng``), and logs
 
 - scalars ``eval/infom, eval/infoc, eval/infoe, eval/d, eval/c, eval/i, eval/num_active, eval/psnr,
-  eval/seconds`` to every logger (step = ``trainer.global_step``) and into ``trainer.callback_metrics``,
+  eval/psnr_paper, eval/seconds`` to every logger (step = ``trainer.global_step``) and into
+  ``trainer.callback_metrics``,
   where checkpoint callbacks (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`, ``ModelCheckpoint(monitor=
   "eval/infom")``) read them; ``callback_metrics["eval/step"]`` says which step they belong to;
 - with a TensorBoard logger: figures ``eval/nmi`` (heatmap, inactive latents hatched), ``eval/reconstructions``
@@ -31,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -93,7 +96,8 @@ class EvaluationCallback(Callback):
     """Evaluates disentanglement (InfoMEC, DCI) and reconstruction every ``every_n_steps`` training steps.
 
     Args:
-        every_n_steps: evaluate after every multiple of this many optimizer steps.
+        every_n_steps: evaluate after every multiple of this many optimizer steps (``None``: only on the
+            schedule below).
         dci: also compute D, C, I (random forests; the slowest part).
         figures: log figures, images and histograms (TensorBoard loggers only).
         batch_size: images per encoder/decoder call.
@@ -103,6 +107,15 @@ class EvaluationCallback(Callback):
         backend: metrics backend passed to ``infomec``/``dci``.
         evaluate_at_end: also evaluate the final weights when training stops between two multiples.
         num_reconstructions: originals shown with their reconstructions in ``eval/reconstructions``.
+        steps: also evaluate after exactly these numbers of optimizer steps.
+        dense_every_n_steps: also evaluate after every multiple of this many steps up to ``dense_until``
+            (dense early, sparse later).
+        dense_until: last step of the dense phase (inclusive).
+        at_start: also evaluate the initial weights, before the first optimizer step of a new run.
+
+    The reference's schedule (kylehkhsu/tripod ``scripts/train_*.py``: at the start, every 2,000 steps until
+    10,000, then every 10,000) is ``every_n_steps=10_000, dense_every_n_steps=2_000, dense_until=10_000,
+    at_start=True``; the dataset configs use it.
     """
 
     def __init__(
@@ -116,13 +129,23 @@ class EvaluationCallback(Callback):
         backend: str = "torch",
         evaluate_at_end: bool = True,
         num_reconstructions: int = 8,
+        steps: Sequence[int] = (),
+        dense_every_n_steps: int | None = None,
+        dense_until: int = 0,
+        at_start: bool = False,
     ) -> None:
         super().__init__()
-        if every_n_steps < 1:
+        if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"every_n_steps must be positive, got {every_n_steps}")
+        if dense_every_n_steps is not None and dense_every_n_steps < 1:
+            raise ValueError(f"dense_every_n_steps must be positive, got {dense_every_n_steps}")
+        if any(int(t) < 1 for t in steps):
+            raise ValueError(f"steps must be positive step counts (use at_start for step 0), got {list(steps)}")
         if traversal_steps < 2:
             raise ValueError(f"traversal_steps must be at least 2, got {traversal_steps}")
         self.every_n_steps = every_n_steps
+        self.steps = frozenset(int(t) for t in steps)
+        self.dense_every_n_steps, self.dense_until, self.at_start = dense_every_n_steps, int(dense_until), at_start
         self.dci = dci
         self.figures = figures
         self.batch_size = batch_size
@@ -153,11 +176,27 @@ class EvaluationCallback(Callback):
                 f"got {type(datamodule).__name__}"
             )
 
+    def is_scheduled(self, step: int) -> bool:
+        """Whether the schedule evaluates after ``step`` optimizer steps (step 0: the initial weights)."""
+        if step == 0:
+            return self.at_start
+        dense = self.dense_every_n_steps
+        return bool(
+            (self.every_n_steps is not None and step % self.every_n_steps == 0)
+            or (dense is not None and step <= self.dense_until and step % dense == 0)
+            or step in self.steps
+        )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if step == 0 and self.at_start and step != self.last_step and not self._skip(trainer):
+            self.evaluate(trainer, pl_module)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step > 0 and step % self.every_n_steps == 0 and step != self.last_step and not self._skip(trainer):
+        if step > 0 and self.is_scheduled(step) and step != self.last_step and not self._skip(trainer):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

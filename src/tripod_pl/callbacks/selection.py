@@ -53,6 +53,9 @@ class BestInfoMCheckpoint(Checkpoint):
             thresholds) or ``"psnr"`` (the correct floating-point one).
         psnr_stage: where it is measured: ``"val"`` (validation at the evaluation's step) or ``"eval"`` (the
             evaluation subset, at once).
+        every_n_steps: only evaluations after a multiple of this many steps are candidates; the others (say,
+            a dense early schedule) are passed over without a warning. The reference saves checkpoints, its
+            only candidates, every 10,000 steps. Default: every evaluation.
 
     ``best_model_path`` and ``best_model_score`` mirror ``ModelCheckpoint``'s, so ``trainer.test(ckpt_path="best")``
     works when this is the first checkpoint callback. Being a checkpoint callback, it needs
@@ -67,8 +70,12 @@ class BestInfoMCheckpoint(Checkpoint):
         filename: str = "best-infom.ckpt",
         psnr_metric: str = "psnr_paper",
         psnr_stage: str = "val",
+        every_n_steps: int | None = None,
     ) -> None:
         super().__init__()
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be positive, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
         if psnr_metric not in PSNR_METRICS:
             raise ValueError(f"psnr_metric must be one of {PSNR_METRICS}, got {psnr_metric!r}")
         if psnr_stage not in ("val", "eval"):
@@ -161,6 +168,8 @@ class BestInfoMCheckpoint(Checkpoint):
         step = trainer.global_step
         if EVAL_STEP_KEY not in metrics or int(metrics[EVAL_STEP_KEY]) != step or self._considered_step == step:
             return False
+        if self.every_n_steps is not None and step % self.every_n_steps != 0:
+            return False  # not a candidate step
         psnr_step = step if self.psnr_stage == "eval" else self._val_step
         if psnr_step != step or self.psnr_key not in metrics:
             if step not in self._unpaired:
