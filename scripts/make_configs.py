@@ -63,7 +63,9 @@ def leg(name: str, **init_args) -> dict:
 
 def methods(h: dict) -> dict[str, tuple[str, dict]]:
     """method -> (description, model section)."""
-    klm, nhp = leg("KLM", weight=h["klm"]), leg("NHP", weight=h["nhp"])
+    # diagnostics: per-activation NHP and Hessian penalty every step, as tripod disentangle/models/autoencoder.py
+    # `batched_loss` logs `hessian_penalty/<layer>` and `hessian_penalty_normalized/<layer>`
+    klm, nhp = leg("KLM", weight=h["klm"]), leg("NHP", weight=h["nhp"], diagnostics=True)
     return {
         "tripod": ("Tripod: FSQ + KLM + NHP", {"bottleneck": leg("FSQ", n_q=12), "regularizers": [klm, nhp]}),
         "tripod_no_klm": ("Tripod w/o KLM (ablation)", {"bottleneck": leg("FSQ", n_q=12), "regularizers": [nhp]}),
@@ -76,7 +78,10 @@ def methods(h: dict) -> dict[str, tuple[str, dict]]:
             "Naive Tripod: QLAE codebook + KLM with fixed bandwidths + Hessian penalty with activation norm",
             {
                 "bottleneck": leg("ScalarCodebook", n_v=10),
-                "regularizers": [leg("KLM", weight=h["klm"], fixed_std=0.1), leg("HessianPenalty", weight=h["nhp"])],
+                "regularizers": [
+                    leg("KLM", weight=h["klm"], fixed_std=0.1),
+                    leg("HessianPenalty", weight=h["nhp"], diagnostics=True),
+                ],
                 "activation_norm": True,
             },
         ),
@@ -165,7 +170,10 @@ def all_configs() -> dict[Path, str]:
         },
         "model": {
             "bottleneck": leg("FSQ", n_q=12),
-            "regularizers": [leg("KLM", weight=1e-4), leg("NHP", weight=1e-2, activations=["cond"], dtype="float64")],
+            "regularizers": [
+                leg("KLM", weight=1e-4),
+                leg("NHP", weight=1e-2, activations=["cond"], dtype="float64", diagnostics=True),
+            ],
             "encoder_widths": [8, 16, 32, 64],
             "decoder_widths": [64, 32, 16, 8],
             "cond_dim": 64,

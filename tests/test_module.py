@@ -74,6 +74,26 @@ def test_fit_logs_every_term_and_checkpoint_restores_the_same_latents(tmp_path):
     assert restored.hparams["regularizers"][1]["init_args"]["weight"] == 1e-1
 
 
+@pytest.mark.parametrize("diagnostics", [True, False])
+def test_regularizer_diagnostics_are_logged_per_activation_when_asked_for(tmp_path, diagnostics):
+    nhp = NHP(weight=1e-1, activations=["cond", "block0"], diagnostics=diagnostics)
+    model = TripodModule(FSQ(n_q=12), [KLM(weight=1e-2), nhp], n_z=4, **TINY)
+    trainer = L.Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=1,
+    )  # fmt: skip
+    trainer.fit(model, _loader(), _loader())  # one epoch of two steps, then a validation
+    logged = trainer.logged_metrics
+    names = {f"{stage}/{p}/{a}" for stage in ("train", "val") for p in ("nhp", "hessian_penalty_rescaled")
+             for a in ("cond", "block0")}  # fmt: skip
+    if not diagnostics:
+        assert not names & set(logged) and "val/nhp" in logged
+        return
+    assert names <= set(logged)
+    parts = float(logged["val/nhp/cond"] + logged["val/nhp/block0"])
+    assert parts == pytest.approx(float(logged["val/nhp"]), rel=1e-4)
+
+
 def test_logged_psnr_is_that_of_the_reconstruction(tmp_path):
     model = tripod()
     x = images(8)

@@ -109,6 +109,8 @@ class TripodModule(L.LightningModule):
         recon = torch.sigmoid(logits.detach().float())
         logs[f"{stage}/psnr"] = psnr(recon, (x.float() + 1) / 2).mean()
         logs[f"{stage}/psnr_paper"] = psnr_paper(recon * 2 - 1, x.float()).mean()  # the paper's thresholds' scale
+        for reg in self.model.regularizers:  # per-activation diagnostics of this step (legs with diagnostics=True)
+            logs.update({f"{stage}/{name}": value for name, value in getattr(reg, "last_diagnostics", {}).items()})
         training = stage == "train"
         self.log_dict(
             logs,

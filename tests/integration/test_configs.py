@@ -37,10 +37,10 @@ def test_dataset_configs_carry_the_tuned_weights():
         return {r["class_path"].rsplit(".", 1)[1]: r["init_args"] for r in cfg["model"]["regularizers"]}, cfg
 
     tripod, _ = regs("mpi3d", "tripod")
-    assert tripod == {"KLM": {"weight": 1e-8}, "NHP": {"weight": 1e-4}}
+    assert tripod == {"KLM": {"weight": 1e-8}, "NHP": {"weight": 1e-4, "diagnostics": True}}
     assert regs("falcor3d", "betatcvae")[0] == {"BetaTC": {"beta": 3.0}}
     assert regs("mpi3d", "qlae")[1]["model"]["weight_decay"] == 0.001
-    assert regs("isaac3d", "tripod_no_klm")[0] == {"NHP": {"weight": 1e-8}}
+    assert regs("isaac3d", "tripod_no_klm")[0] == {"NHP": {"weight": 1e-8, "diagnostics": True}}
 
 
 def test_every_config_clips_gradients_element_wise_as_the_reference():

@@ -235,3 +235,42 @@ def test_nhp_in_float64_matches_float32_and_trains_the_float32_decoder():
     assert grads and all(g.dtype == torch.float32 for g in grads)
     with pytest.raises(ValueError, match="dtype"):
         NHP(dtype="float16")
+
+
+# ---- per-activation diagnostics --------------------------------------------------------------------------------
+
+
+def test_nhp_diagnostics_split_the_penalty_by_activation():
+    torch.manual_seed(0)
+    lat = FSQ(12)(torch.randn(8, 3))
+    ctx = _ctx(lat)
+    leg = NHP(activations=["cond", "block0"], diagnostics=True)
+    value = leg(ctx)["nhp"]
+    diag = leg.last_diagnostics
+    assert set(diag) == {f"{p}/{a}" for p in ("nhp", "hessian_penalty_rescaled") for a in ("cond", "block0")}
+    torch.testing.assert_close(diag["nhp/cond"] + diag["nhp/block0"], value.detach())
+    assert all(not v.requires_grad and v.item() >= 0 for v in diag.values())
+    quiet = NHP(activations=["cond"])
+    quiet(ctx)
+    assert quiet.last_diagnostics == {}
+
+
+def test_hessian_penalty_diagnostics_split_it_by_activation_and_add_nhp():
+    torch.manual_seed(0)
+    lat = FSQ(12)(torch.randn(8, 3))
+    leg = HessianPenalty(activations=["cond", "block0"], diagnostics=True)
+    value = leg(_ctx(lat))["hessian_penalty"]
+    diag = leg.last_diagnostics
+    torch.testing.assert_close(diag["hessian_penalty/cond"] + diag["hessian_penalty/block0"], value.detach())
+    assert {"nhp/cond", "nhp/block0"} <= set(diag)
+
+
+def test_the_nhp_numerator_is_the_hessian_penalty_at_unit_stds():
+    # the same seed draws the same Rademacher directions first in both: with s = 1, u = eps r in both
+    z = torch.randn(6, 3, dtype=torch.float64)
+    f = lambda z: [torch.tanh(z[:, :1] * z[:, 1:2] + z), (z[:, 1:] ** 3).sum(-1, keepdim=True)]  # noqa: E731
+    _, _, numerators = LF.nhp_parts(
+        f, z, torch.ones(3, dtype=torch.float64), generator=torch.Generator().manual_seed(3)
+    )
+    _, parts = LF.hessian_penalty_parts(f, z, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(torch.stack(numerators), torch.stack(parts))

@@ -174,6 +174,20 @@ def nhp(
     Returns:
         0-dim tensor.
     """
+    return nhp_parts(f, z, s, eps, k, generator)[0]
+
+
+def nhp_parts(
+    f: ActivationFn,
+    z: Tensor,
+    s: Tensor,
+    eps: float = 0.1,
+    k: int = 2,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """:func:`nhp` with its parts: ``(NHP, [NHP of each activation], [mean_batch mean_units N of each
+    activation])``, the last the numerator alone -- a Hessian penalty with std-rescaled perturbations, what the
+    Tripod authors' code logs as ``hessian_penalty`` (with the unbiased variance here)."""
     _check_draws(k, eps)
     b, n_z = z.shape
     r = _rademacher((k, b, n_z), z, generator)
@@ -181,12 +195,16 @@ def nhp(
     g = torch.randn((k, b, n_z), device=z.device, generator=generator).to(z.dtype)
     u = eps * torch.cat([r, g], dim=0) * s  # 2k × b × n_z
     total = z.new_zeros(b)
+    ratios, numerators = [], []
     for d2 in _second_differences(f, z, u):
         d2 = d2 / eps**2
         num = d2[:k].var(dim=0).mean(-1)  # b
         den = d2[k:].var(dim=0).mean(-1)
-        total = total + num / (den + 1e-10)
-    return total.mean()
+        ratio = num / (den + 1e-10)
+        total = total + ratio
+        ratios.append(ratio.mean())
+        numerators.append(num.mean())
+    return total.mean(), ratios, numerators
 
 
 def hessian_penalty(
@@ -211,13 +229,27 @@ def hessian_penalty(
     estimator (its Eq. 5 and official implementation: unscaled Rademacher directions, unbiased variance). Units
     are averaged, as in the Tripod authors' code, where Peebles et al.'s implementation takes the maximum.
     """
+    return hessian_penalty_parts(f, z, eps, k, generator)[0]
+
+
+def hessian_penalty_parts(
+    f: ActivationFn,
+    z: Tensor,
+    eps: float = 0.1,
+    k: int = 2,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, list[Tensor]]:
+    """:func:`hessian_penalty` with its parts: ``(HP, [HP of each activation])``."""
     _check_draws(k, eps)
     b, n_z = z.shape
     u = eps * _rademacher((k, b, n_z), z, generator)
     total = z.new_zeros(b)
+    parts = []
     for d2 in _second_differences(f, z, u):
-        total = total + (d2 / eps**2).var(dim=0).mean(-1)
-    return total.mean()
+        per_sample = (d2 / eps**2).var(dim=0).mean(-1)
+        total = total + per_sample
+        parts.append(per_sample.mean())
+    return total.mean(), parts
 
 
 def beta_tc(z: Tensor, mu: Tensor, sigma: Tensor, dataset_size: int, rows: slice | None = None) -> dict[str, Tensor]:

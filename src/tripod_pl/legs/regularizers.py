@@ -55,7 +55,9 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class _DecoderPenalty(Regularizer):
-    def __init__(self, weight: float, activations: Sequence[str], eps: float, k: int, dtype: str | None) -> None:
+    def __init__(
+        self, weight: float, activations: Sequence[str], eps: float, k: int, dtype: str | None, diagnostics: bool
+    ) -> None:
         super().__init__()
         if k < 2:
             raise ValueError(f"k must be >= 2 draws, got {k}")
@@ -63,6 +65,14 @@ class _DecoderPenalty(Regularizer):
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or null, got {dtype!r}")
         self.weight, self.activations, self.eps, self.k = weight, list(activations), eps, k
         self.dtype = None if dtype is None else _DTYPES[dtype]
+        self.diagnostics = diagnostics
+        #: the latest step's per-activation values (detached; empty without ``diagnostics``), logged by the module
+        self.last_diagnostics: dict[str, Tensor] = {}
+
+    def _record(self, prefix: str, values: Sequence[Tensor]) -> None:
+        self.last_diagnostics.update(
+            {f"{prefix}/{name}": v.detach().float() for name, v in zip(self.activations, values, strict=True)}
+        )
 
     def _f(self, ctx: StepContext):
         return ctx.activations(self.activations, self.dtype)
@@ -83,6 +93,10 @@ class NHP(_DecoderPenalty):
             When the batch stds ``s`` are tiny (early training of small models) the second differences of
             float32 activations are rounding noise and the penalty's gradient explodes; float64 passes cost
             about twice as much and keep it sane.
+        diagnostics: also record, per regularized activation, its NHP (``nhp/<name>``) and its numerator, the
+            Hessian penalty with std-rescaled perturbations (``hessian_penalty_rescaled/<name>``), as the
+            authors' code logs every step; free (the same passes), logged by the module as
+            ``<stage>/nhp/<name>``.
     """
 
     def __init__(
@@ -93,8 +107,9 @@ class NHP(_DecoderPenalty):
         k: int = 2,
         batch_stats: BatchStats = "global",
         dtype: str | None = None,
+        diagnostics: bool = False,
     ) -> None:
-        super().__init__(weight, activations, eps, k, dtype)
+        super().__init__(weight, activations, eps, k, dtype, diagnostics)
         self.batch_stats = batch_stats
 
     @property
@@ -105,14 +120,22 @@ class NHP(_DecoderPenalty):
         lat = ctx.latents
         s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats)[0])
         z, s = (lat.z, s) if self.dtype is None else (lat.z.to(self.dtype), s.to(self.dtype))
-        return {"nhp": LF.nhp(self._f(ctx), z, s, eps=self.eps, k=self.k).float()}
+        self.last_diagnostics = {}
+        if not self.diagnostics:
+            return {"nhp": LF.nhp(self._f(ctx), z, s, eps=self.eps, k=self.k).float()}
+        value, ratios, numerators = LF.nhp_parts(self._f(ctx), z, s, eps=self.eps, k=self.k)
+        self._record("nhp", ratios)
+        self._record("hessian_penalty_rescaled", numerators)
+        return {"nhp": value.float()}
 
 
 @register_leg("hessian_penalty")
 class HessianPenalty(_DecoderPenalty):
     """Unnormalized Hessian penalty (Peebles et al. 2020), see :func:`functional.hessian_penalty`. Used by
     naive Tripod together with the decoder's activation normalization (``activation_norm: true``).
-    ``dtype`` as for :class:`NHP`."""
+    ``dtype`` as for :class:`NHP`. With ``diagnostics``, records per regularized activation its Hessian
+    penalty (``hessian_penalty/<name>``, free) and its NHP (``nhp/<name>``, at the batch std of the continuous
+    latents: ``4k`` more decoder passes, without gradients), as the authors' code logs both every step."""
 
     def __init__(
         self,
@@ -121,8 +144,9 @@ class HessianPenalty(_DecoderPenalty):
         eps: float = 0.1,
         k: int = 2,
         dtype: str | None = None,
+        diagnostics: bool = False,
     ) -> None:
-        super().__init__(weight, activations, eps, k, dtype)
+        super().__init__(weight, activations, eps, k, dtype, diagnostics)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -130,7 +154,15 @@ class HessianPenalty(_DecoderPenalty):
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         z = ctx.latents.z if self.dtype is None else ctx.latents.z.to(self.dtype)
-        return {"hessian_penalty": LF.hessian_penalty(self._f(ctx), z, eps=self.eps, k=self.k).float()}
+        self.last_diagnostics = {}
+        if not self.diagnostics:
+            return {"hessian_penalty": LF.hessian_penalty(self._f(ctx), z, eps=self.eps, k=self.k).float()}
+        value, parts = LF.hessian_penalty_parts(self._f(ctx), z, eps=self.eps, k=self.k)
+        self._record("hessian_penalty", parts)
+        with torch.no_grad():
+            s = LF.latent_std(ctx.latents.z_c.detach()).to(z.dtype)
+            self._record("nhp", LF.nhp_parts(self._f(ctx), z.detach(), s, eps=self.eps, k=self.k)[1])
+        return {"hessian_penalty": value.float()}
 
 
 @register_leg("beta_tc")
