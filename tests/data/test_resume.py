@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -89,7 +90,15 @@ class _Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(path: str, tmp_path: Path, max_steps: int, ckpt: str | None = None, every: int | None = None, **trainer):
+def _fit(
+    path: str,
+    tmp_path: Path,
+    max_steps: int,
+    ckpt: str | None = None,
+    every: int | None = None,
+    data: dict | None = None,
+    **trainer,
+):
     model = _Recorder()
     callbacks = [ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=every, save_top_k=-1)] if every else []
     trainer = L.Trainer(
@@ -104,7 +113,7 @@ def _fit(path: str, tmp_path: Path, max_steps: int, ckpt: str | None = None, eve
         num_sanity_val_steps=0,
         **trainer,
     )
-    trainer.fit(model, datamodule=_dm(path, num_workers=0), ckpt_path=ckpt)
+    trainer.fit(model, datamodule=_dm(path, **{"num_workers": 0, **(data or {})}), ckpt_path=ckpt)
     return model.seen
 
 
@@ -127,3 +136,23 @@ def test_short_trainer_epochs_walk_through_the_data_epoch(small_h5: str, tmp_pat
     uninterrupted = _fit(small_h5, tmp_path / "a", 45)
     sliced = _fit(small_h5, tmp_path / "b", -1, max_epochs=5, limit_train_batches=10)
     _assert_same(sliced, uninterrupted[: 10 + 10 + 10 + 1 + 10])
+
+
+def test_lightning_sees_a_resumable_loader(small_h5: str, tmp_path: Path) -> None:
+    """The train loader is stateful for Lightning: its state rides in the checkpoint, resuming mid-epoch draws no
+    "not resumable" warning, and an order saved under other options warns once (not once per restore)."""
+    from lightning.fabric.utilities.types import _Stateful
+
+    assert isinstance(_dm(small_h5, num_workers=0).train_dataloader(), _Stateful)
+    _fit(small_h5, tmp_path / "b", 12, every=12)
+    ckpt = str(tmp_path / "b" / "step=12.ckpt")
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    [state] = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert (state["epoch"], state["batches_consumed"]) == (0, 12)
+    for data, expected in [({}, 0), ({"shuffle_blocks": 3}, 1)]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _fit(small_h5, tmp_path / "c", 14, ckpt=ckpt, data=data)
+        messages = [str(w.message) for w in caught]
+        assert not [m for m in messages if "not resumable" in m], messages
+        assert len([m for m in messages if "restarts from its first batch" in m]) == expected, messages
