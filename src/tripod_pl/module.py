@@ -149,6 +149,10 @@ class TripodModule(L.LightningModule):
 
 
 def load_model(ckpt_path: str, map_location: str | torch.device | None = "cpu") -> TripodModule:
-    """A :class:`TripodModule` restored from a checkpoint, in eval mode (``.model`` is the plain nn.Module)."""
+    """A :class:`TripodModule` restored from a checkpoint, in eval mode (``.model`` is the plain nn.Module).
+
+    Its ``encode`` takes the data file's uint8 images as they are (``N x H x W x 3``) or float images in [-1, 1]
+    (:func:`tripod_pl.data.transforms.as_model_input`), and returns latents without gradients.
+    """
     model = TripodModule.load_from_checkpoint(ckpt_path, map_location=map_location, weights_only=True)
     return model.eval()

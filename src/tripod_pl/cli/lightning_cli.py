@@ -114,6 +114,8 @@ class ConfigError(Exception):
 
 def check_model_options(model: Any) -> None:
     """The model options that fail only later (or deep inside a network): ``n_z`` and ``image_size``."""
+    if model is None:
+        return
     n_z = model.get("n_z")
     if n_z is not None and n_z <= 0:
         raise ConfigError(f"model.n_z must be a positive number of latents, got {n_z}")
