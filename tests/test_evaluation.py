@@ -9,7 +9,7 @@ import torch
 import tripod_pl.metrics
 import tripod_pl.metrics.reconstruction
 from tripod_pl.data.transforms import to_float_images
-from tripod_pl.evaluation import SCALARS, eval_mode, evaluate_model
+from tripod_pl.evaluation import SCALARS, decoder_hessian_stats, eval_mode, evaluate_model, hessian_summary
 from tripod_pl.legs import FSQ, KLM, GaussianBottleneck
 from tripod_pl.model import TripodAutoencoder
 
@@ -84,3 +84,56 @@ def test_eval_mode_restores_each_submodules_own_mode():
     with eval_mode(model):
         assert not model.training and not model.encoder.training and not torch.is_grad_enabled()
     assert model.training and model.encoder.training and not model.decoder.training
+
+
+# ---- exact decoder Hessians ------------------------------------------------------------------------------------
+
+
+def _reference_stats(a: np.ndarray) -> dict[str, float]:
+    """NumPy transcription of compute_stats (kylehkhsu/tripod scripts/train_autoencoder.py) on one matrix."""
+    n = a.shape[0]
+    masked = a * (np.ones_like(a) - np.eye(n))
+    off = masked.sum() / (n * (n - 1))
+    diag = np.mean(np.diag(a))
+    return {"diagonal_mean": diag, "off_diagonal_mean": off, "diagonal_share": diag / (diag + off + 1e-10)}
+
+
+def test_hessian_summary_matches_the_reference_statistics():
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((7, 4, 4))
+    h = h + h.transpose(0, 2, 1)
+    std = rng.random(4) + 0.5
+    out = hessian_summary(torch.from_numpy(h), torch.from_numpy(std))
+    for kind, a in (("raw", np.abs(h)), ("rescaled", np.abs(h * std[:, None] * std[None, :]))):
+        per_unit = [_reference_stats(m) for m in a]
+        for key in ("diagonal_mean", "off_diagonal_mean", "diagonal_share"):
+            assert out[f"{kind}/{key}"] == pytest.approx(np.mean([u[key] for u in per_unit]), rel=1e-12)
+
+
+def test_decoder_hessians_are_exact(monkeypatch):
+    model = TripodAutoencoder(FSQ(), n_z=3, **TINY)
+    # two units with known Hessians: z0 z1 (all off-diagonal) and z0^2 + 3 z2^2 (all diagonal)
+    monkeypatch.setattr(
+        model.decoder,
+        "activations",
+        lambda z, names: [torch.stack([z[:, 0] * z[:, 1], z[:, 0] ** 2 + 3 * z[:, 2] ** 2], -1)],
+    )
+    latents = torch.tensor([[0.5, -1.0, 2.0], [1.0, 0.0, -2.0], [0.0, 1.0, 0.0]])
+    out = decoder_hessian_stats(model, latents, num_samples=2, names=("cond",))
+    assert out["hessian/cond/raw/diagonal_mean"] == pytest.approx((0 + 8 / 3) / 2)
+    assert out["hessian/cond/raw/off_diagonal_mean"] == pytest.approx((2 / 6 + 0) / 2)
+    assert out["hessian/cond/raw/diagonal_share"] == pytest.approx(0.5)
+    std = latents.std(0, unbiased=False) + 1e-6
+    rescaled_off = 2 * float(std[0] * std[1]) / 6 / 2
+    assert out["hessian/cond/rescaled/off_diagonal_mean"] == pytest.approx(rescaled_off, rel=1e-5)
+
+
+def test_evaluate_model_adds_the_hessian_statistics_of_every_activation_on_request(tiny_h5):
+    torch.manual_seed(0)
+    model = TripodAutoencoder(FSQ(), n_z=3, **TINY)
+    images, sources = tiny_data(tiny_h5, 40).eval_subset()
+    result = evaluate_model(model, images, sources, dci=False, hessian_samples=2)
+    for name in model.decoder.names:
+        share = result.scalars[f"hessian/{name}/rescaled/diagonal_share"]
+        assert 0.0 <= share <= 1.0
+    assert not any(k.startswith("hessian/") for k in evaluate_model(model, images, sources, dci=False).scalars)

@@ -37,9 +37,11 @@ __all__ = [
     "SCALARS",
     "Evaluation",
     "decode_latents",
+    "decoder_hessian_stats",
     "encode_and_reconstruct",
     "eval_mode",
     "evaluate_model",
+    "hessian_summary",
 ]
 
 #: the scalar results of an evaluation, in report order
@@ -153,11 +155,13 @@ def evaluate_model(
     backend: str = "torch",
     batch_size: int = 500,
     infoe_protocol: str = "paper",
+    hessian_samples: int = 0,
 ) -> Evaluation:
     """InfoMEC, DCI and reconstruction PSNR of ``model`` on uint8 ``images`` (N x H x W x 3) with ``sources``
     (N x K integer indices), computed on the model's device. ``infoe_protocol``: ``"paper"`` (the authors'
     iteration-limited fit and unweighted log-loss, for numbers comparable with the paper's) or ``"converged"``
-    (:func:`tripod_pl.metrics.infomec`)."""
+    (:func:`tripod_pl.metrics.infomec`). ``hessian_samples > 0`` adds the exact decoder Hessian statistics of
+    :func:`decoder_hessian_stats` on that many samples to the scalars (``hessian/...``)."""
     if images.shape[0] != sources.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {sources.shape[0]} rows of sources")
     t0 = time.perf_counter()
@@ -181,5 +185,55 @@ def evaluate_model(
         scalars.update(d=float(out["d"]), c=float(out["c"]), i=float(out["i"]))
         importance = to_numpy(out["importance"], dtype=np.float64)
     scalars = {k: scalars[k] for k in SCALARS if k in scalars}
+    if hessian_samples > 0:
+        scalars.update(decoder_hessian_stats(model, latents, hessian_samples))
     nmi = to_numpy(info["nmi"], dtype=np.float64)
     return Evaluation(scalars, nmi, active, importance, latents, time.perf_counter() - t0)
+
+
+def hessian_summary(hessians: Tensor, std: Tensor) -> dict[str, float]:
+    """Diagonal vs off-diagonal mass of Hessians ``H`` (units x n_z x n_z), raw and std-rescaled.
+
+    As the Tripod authors' evaluation (``process_layer_hessian`` / ``compute_stats`` in their
+    ``scripts/train_autoencoder.py``): for ``A = |H|`` and ``A = |H * s s^T|`` (``s`` the latents' stds), per
+    unit the diagonal mean, the off-diagonal mean ``sum_{j != l} A_jl / (n (n - 1))`` and the diagonal share
+    ``diag / (diag + off + 1e-10)``, each averaged over units. Keys ``<raw|rescaled>/<statistic>``.
+    """
+    n = hessians.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=hessians.device)
+    out: dict[str, float] = {}
+    for kind, a in (("raw", hessians.abs()), ("rescaled", (hessians * std[:, None] * std[None, :]).abs())):
+        diagonal = a.diagonal(dim1=-2, dim2=-1).mean(-1)
+        off = a.masked_fill(eye, 0).sum((-2, -1)) / max(n * (n - 1), 1)
+        out[f"{kind}/diagonal_mean"] = float(diagonal.mean())
+        out[f"{kind}/off_diagonal_mean"] = float(off.mean())
+        out[f"{kind}/diagonal_share"] = float((diagonal / (diagonal + off + 1e-10)).mean())
+    return out
+
+
+def decoder_hessian_stats(
+    model: TripodAutoencoder, latents: Tensor, num_samples: int = 8, names: tuple[str, ...] | None = None
+) -> dict[str, float]:
+    """Exact Hessians of the decoder's named activations with respect to the latents, at the first
+    ``num_samples`` rows of ``latents`` (``torch.func.jacfwd`` twice), summarized by :func:`hessian_summary`
+    with ``s`` the std of ``latents`` (+1e-6) and averaged over the samples. Keys
+    ``hessian/<activation>/<raw|rescaled>/<statistic>``; every activation of the decoder by default. The
+    authors' evaluation does this on 100 samples; memory grows as units x n_z^2 per sample."""
+    device, dtype = _device_of(model), _dtype_of(model)
+    decoder = model.decoder
+    names = tuple(names or decoder.names)
+    z = latents[:num_samples].to(device, dtype)
+    std = latents.to(device, dtype).std(0, unbiased=False) + 1e-6
+    totals: dict[str, float] = {}
+    with eval_mode(model), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        for name in names:
+
+            def unit_values(zi: Tensor, name: str = name) -> Tensor:
+                return decoder.activations(zi[None], [name])[0].reshape(-1)
+
+            for zi in z:
+                hessians = torch.func.jacfwd(torch.func.jacfwd(unit_values))(zi).detach()
+                for key, value in hessian_summary(hessians.double(), std.double()).items():
+                    full = f"hessian/{name}/{key}"
+                    totals[full] = totals.get(full, 0.0) + value / len(z)
+    return totals
