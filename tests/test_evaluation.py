@@ -41,6 +41,9 @@ def test_evaluate_model_equals_the_metrics_of_its_latents_and_the_psnr_formula(t
         paper = tripod_pl.metrics.reconstruction.psnr_paper(torch.sigmoid(model.decoder(z)) * 2 - 1, x)
     assert result.scalars["psnr_paper"] == pytest.approx(float(paper.mean()), rel=1e-5)
     assert list(result.scalars) == list(SCALARS)
+    for name in ("encoder", "decoder"):
+        params = torch.cat([p.detach().flatten() for p in getattr(model, name).parameters()])
+        assert result.scalars[f"weight_norm/{name}"] == pytest.approx(float(params.norm()), rel=1e-5)
 
 
 def test_gaussian_models_are_evaluated_on_their_means(tiny_h5):

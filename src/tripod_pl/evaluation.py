@@ -45,7 +45,10 @@ __all__ = [
 ]
 
 #: the scalar results of an evaluation, in report order
-SCALARS = ("infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr", "psnr_paper")
+SCALARS = (
+    "infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr", "psnr_paper", "weight_norm/encoder",
+    "weight_norm/decoder",
+)  # fmt: skip
 
 
 @dataclass
@@ -53,8 +56,9 @@ class Evaluation:
     """The result of :func:`evaluate_model`.
 
     Attributes:
-        scalars: ``infom, infoc, infoe, num_active, psnr, psnr_paper`` and, with DCI, ``d, c, i`` (plain
-            floats).
+        scalars: ``infom, infoc, infoe, num_active, psnr, psnr_paper``, the L2 norms of all encoder and decoder
+            parameters ``weight_norm/encoder, weight_norm/decoder`` (as the authors' evaluation logs them) and,
+            with DCI, ``d, c, i`` (plain floats).
         nmi: K x n_z normalized mutual information ``I(s_i; z_j) / H(s_i)``.
         active: n_z booleans, the active latents.
         importance: n_z x K DCI importance matrix R (``None`` without DCI).
@@ -68,6 +72,12 @@ class Evaluation:
     importance: np.ndarray | None
     latents: Tensor
     seconds: float
+
+
+def _weight_norm(module: nn.Module) -> float:
+    """``sqrt(sum of squares of every parameter)`` of ``module``."""
+    with torch.no_grad():
+        return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in module.parameters())))
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -178,6 +188,7 @@ def evaluate_model(
         "num_active": float(active.sum()),
         "psnr": float(psnr.mean()),
         "psnr_paper": float(psnr_paper.mean()),
+        **{f"weight_norm/{name}": _weight_norm(getattr(model, name)) for name in ("encoder", "decoder")},
     }
     importance = None
     if dci:
