@@ -48,3 +48,68 @@ def test_a_local_sweep_runs_evaluates_collects_and_is_idempotent(tmp_path, tiny_
     main(["run", "sweep.yaml"])
     assert "tiny: 0 jobs to run, 2 already done" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == before
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# stand-in sbatch: records its arguments, then runs the script once per array task in dry-run mode
+echo "$@" > "$FAKE_SBATCH_LOG.args"
+array=""; exports=""
+for arg in "$@"; do
+  case "$arg" in --array=*) array=${arg#--array=}; array=${array%%%*};; --export=*) exports=${arg#--export=};; esac
+done
+script="${@: -1}"
+IFS=, read -r -a pairs <<< "$exports"
+for pair in "${pairs[@]}"; do [[ "$pair" == *=* ]] && export "$pair"; done
+for ((task=${array%-*}; task<=${array#*-}; task++)); do
+  SLURM_ARRAY_TASK_ID=$task DRY_RUN=1 bash "$script" >> "$FAKE_SBATCH_LOG.tasks"
+done
+"""
+
+
+def test_submit_sends_the_pending_jobs_through_the_sbatch_script_as_one_array(tmp_path, monkeypatch, capsys):
+    import os
+    import shlex
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    for method in ("tripod", "ae"):
+        (tmp_path / "configs" / "toy").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "configs" / "toy" / f"{method}.yaml").write_text("{}\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: toy\nroot: runs\nconfigs: [configs/toy/tripod.yaml, configs/toy/ae.yaml]\nseeds: [0, 1]\n"
+        "overrides: ['--trainer.max_steps=7']\n"
+    )
+    done = tmp_path / "runs" / "toy" / "ae" / "seed1"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")  # finished: not submitted again
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    log = tmp_path / "sbatch"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SBATCH_LOG", str(log))
+    monkeypatch.setenv("TRIPOD_VENV", str(ROOT / ".venv") if (ROOT / ".venv").is_dir() else sys.prefix)
+
+    main(["submit", "sweep.yaml", "--script", str(ROOT / "examples" / "slurm" / "train.sbatch"), "--",
+          "--gpus-per-node=1"])  # fmt: skip
+    args = log.with_suffix(".args").read_text().split()
+    assert args[:3] == [
+        "--array=0-2",
+        "--job-name=toy",
+        f"--export=ALL,JOBS_FILE={tmp_path / 'runs' / 'toy.jobs'},EVALUATE=1",
+    ]
+    assert args[3] == "--gpus-per-node=1" and args[-1].endswith("train.sbatch")
+
+    lines = [shlex.split(line) for line in log.with_suffix(".tasks").read_text().splitlines()]
+    trains, finishes = lines[0::2], lines[1::2]
+    assert len(trains) == 3 and all(f[1:] == ["finish", t[t.index("--trainer.default_root_dir") + 1]]
+                                    for t, f in zip(trains, finishes))  # fmt: skip
+    tasks = [(t[t.index("--config") + 1], t[t.index("--trainer.default_root_dir") + 1]) for t in trains]
+    assert tasks == [
+        ("configs/toy/tripod.yaml", "runs/toy/tripod/seed0"),
+        ("configs/toy/tripod.yaml", "runs/toy/tripod/seed1"),
+        ("configs/toy/ae.yaml", "runs/toy/ae/seed0"),
+    ]
+    assert all(t[0] == "srun" and "--seed_everything=" + r[-1] in t and "--trainer.max_steps=7" in t
+               for t, (_, r) in zip(trains, tasks))  # fmt: skip

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("sweep")
     submit.add_argument("--script", default="examples/slurm/train.sbatch", help="the sbatch script of a job")
     submit.add_argument("--max-running", type=int, default=None, help="array tasks running at once")
-    submit.add_argument("sbatch_args", nargs="*", help="options for sbatch, after --")
+    submit.epilog = "Options after -- go to sbatch (e.g. -- --gpus-per-node=1 --time=24:00:00)."
     collect = sub.add_parser("collect", help="write the results table (JSON, Markdown, figure)")
     collect.add_argument("sweep")
     collect.add_argument("--out", default="results", help="folder of <name>.json, .md, .png (default results)")
@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(args: Sequence[str] | None = None) -> None:
     """Console-script entry point; user mistakes end with one line on stderr and exit status 2."""
-    opts = _parser().parse_args(args)
+    argv = list(sys.argv[1:] if args is None else args)
+    sbatch_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    opts = _parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     from tripod_pl.sweep import SweepError, finish_run, load_sweep, run_local, submit_slurm, write_results
 
     try:
@@ -65,7 +67,7 @@ def main(args: Sequence[str] | None = None) -> None:
             if failed:
                 raise SystemExit(1)
         elif opts.command == "submit":
-            submit_slurm(spec, script=opts.script, sbatch_args=opts.sbatch_args, max_running=opts.max_running)
+            submit_slurm(spec, script=opts.script, sbatch_args=sbatch_args, max_running=opts.max_running)
         elif opts.command == "collect":
             paths = write_results(spec, opts.out)
             print("\n".join(f"wrote {p}" for p in paths) or f"{spec.name}: no finished run to collect")
