@@ -128,6 +128,25 @@ def test_the_conditioning_activation_is_the_reference_tanh_gelu():
         tripod(gelu_approximate="sigmoid")
 
 
+def test_the_mlp_encoder_is_the_references_flattened_image_mlp():
+    torch.manual_seed(0)
+    model = tripod(encoder_type="mlp")
+    enc = model.encoder
+    linear, norm, head = enc.mlp[1][0], enc.mlp[1][1], enc.mlp[2]
+    assert (linear.in_features, linear.out_features, head.out_features) == (3 * 64 * 64, 512, 4)
+    x = images(3)
+    flat = x.double().flatten(1).numpy()  # (c h w) order, as einops' 'c h w -> (c h w)'
+    h = flat @ linear.weight.detach().double().numpy().T + linear.bias.detach().double().numpy()
+    h = _gelu_tanh(_layer_norm(h, norm.weight.detach().double().numpy(), norm.bias.detach().double().numpy()))
+    h = h @ head.weight.detach().double().numpy().T + head.bias.detach().double().numpy()
+    np.testing.assert_allclose(model.encoder(x).detach().numpy(), h, rtol=1e-4, atol=1e-5)
+    loss, _, _ = model(x)
+    loss.backward()
+    assert linear.weight.grad is not None
+    with pytest.raises(ValueError, match="encoder_type"):
+        tripod(encoder_type="transformer")
+
+
 def test_weight_decay_spares_biases_and_the_codebook_as_latent_quantization():
     model = TripodAutoencoder(ScalarCodebook(), n_z=3, **TINY)
     decay, no_decay = model.parameter_groups(weight_decay=0.1)

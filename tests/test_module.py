@@ -38,6 +38,8 @@ def test_the_module_takes_the_model_arguments_in_the_same_order_and_passes_them_
     module = tripod(gelu_approximate="none")
     assert module.model.decoder.gelu_approximate == "none" and module.hparams["gelu_approximate"] == "none"
     assert tripod().model.decoder.gelu_approximate == "tanh"
+    assert type(tripod(encoder_type="mlp").model.encoder).__name__ == "MLPEncoder"
+    assert tripod(encoder_type="mlp").hparams["encoder_type"] == "mlp"
 
 
 def test_adamw_with_weight_decay_on_the_networks_only():

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tripod_pl.data.transforms import as_model_input
 from tripod_pl.legs.base import Bottleneck, Leg, Regularizer, StepContext
 from tripod_pl.legs.registry import build_leg
-from tripod_pl.nets import Decoder, Encoder
+from tripod_pl.nets import Decoder, Encoder, MLPEncoder
 
 __all__ = ["LossTerms", "TripodAutoencoder"]
 
@@ -63,6 +63,8 @@ class TripodAutoencoder(nn.Module):
         activation_norm: non-affine GroupNorm after the decoder's upsamples (naive Hessian penalty).
         gelu_approximate: the form of every GELU, ``"tanh"`` (the reference's ``jax.nn.gelu``) or ``"none"``
             (exact erf form).
+        encoder_type: ``"residual"`` (the paper's convolutional encoder, ``encoder_widths``) or ``"mlp"`` (the
+            reference's ``MlpEncoder``: flattened image -> 512 -> features; ``encoder_widths`` unused).
     """
 
     def __init__(
@@ -78,8 +80,11 @@ class TripodAutoencoder(nn.Module):
         image_size: int = 64,
         activation_norm: bool = False,
         gelu_approximate: str = "tanh",
+        encoder_type: str = "residual",
     ) -> None:
         super().__init__()
+        if encoder_type not in ("residual", "mlp"):
+            raise ValueError(f"encoder_type must be 'residual' or 'mlp', got {encoder_type!r}")
         if n_z is None:
             if num_sources is None:
                 raise ValueError("set n_z, or num_sources (n_z = 2 x num_sources)")
@@ -94,9 +99,11 @@ class TripodAutoencoder(nn.Module):
                 raise TypeError(f"regularizers must be Regularizer legs, got {type(reg).__name__}")
         for leg in self.legs:
             leg.build(self.n_z, dataset_size)
-        self.encoder = Encoder(
-            self.bottleneck.encoder_features(self.n_z), widths=encoder_widths, gelu_approximate=gelu_approximate
-        )
+        features = self.bottleneck.encoder_features(self.n_z)
+        if encoder_type == "mlp":
+            self.encoder = MLPEncoder(features, image_size=image_size, gelu_approximate=gelu_approximate)
+        else:
+            self.encoder = Encoder(features, widths=encoder_widths, gelu_approximate=gelu_approximate)
         self.decoder = Decoder(
             self.n_z,
             widths=decoder_widths,

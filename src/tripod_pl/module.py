@@ -31,8 +31,9 @@ class TripodModule(L.LightningModule):
 
     Args:
         bottleneck, regularizers, n_z, num_sources, dataset_size, encoder_widths, decoder_widths, cond_dim,
-            image_size, activation_norm, gelu_approximate: the model's, see :class:`~tripod_pl.model.TripodAutoencoder`
-            (``num_sources`` and ``dataset_size`` are linked from the data by the CLI).
+            image_size, activation_norm, gelu_approximate, encoder_type: the model's, see
+            :class:`~tripod_pl.model.TripodAutoencoder` (``num_sources`` and ``dataset_size`` are linked from
+            the data by the CLI).
         lr, betas: AdamW parameters.
         weight_decay: AdamW weight decay on the encoder's and decoder's weights; their biases and the legs'
             parameters never decay (:meth:`~tripod_pl.model.TripodAutoencoder.parameter_groups`).
@@ -51,6 +52,7 @@ class TripodModule(L.LightningModule):
         image_size: int = 64,
         activation_norm: bool = False,
         gelu_approximate: str = "tanh",
+        encoder_type: str = "residual",
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -69,6 +71,7 @@ class TripodModule(L.LightningModule):
             image_size=image_size,
             activation_norm=activation_norm,
             gelu_approximate=gelu_approximate,
+            encoder_type=encoder_type,
         )
         # the resolved values: the number of latents, and the legs as plain data, so a checkpoint rebuilds them
         # (plugins included) without pickling; through save_hyperparameters, so hparams.yaml records them too

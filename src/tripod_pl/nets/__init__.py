@@ -1,6 +1,7 @@
-"""Networks: the residual encoder and the conditioned residual decoder (docs/architecture.md, "Networks")."""
+"""Networks: the residual encoder (or the reference's MLP encoder) and the conditioned residual decoder
+(docs/architecture.md, "Networks")."""
 
 from tripod_pl.nets.decoder import Decoder
-from tripod_pl.nets.encoder import Encoder
+from tripod_pl.nets.encoder import Encoder, MLPEncoder
 
-__all__ = ["Decoder", "Encoder"]
+__all__ = ["Decoder", "Encoder", "MLPEncoder"]

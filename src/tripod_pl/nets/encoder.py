@@ -1,4 +1,4 @@
-"""Residual convolutional encoder (docs/architecture.md, "Networks").
+"""Encoders (docs/architecture.md, "Networks"): the residual convolutional one, and the reference's MLP one.
 
 Each stage at width ``w``: two residual blocks at ``w``, a 2x space-to-depth and a 1x1 conv to ``2w``
 channels. With the paper's widths (32, 64, 128, 256) a 64x64 image becomes 512 x 4 x 4, then global mean
@@ -48,3 +48,31 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.stages(x).mean(dim=(2, 3)))
+
+
+class MLPEncoder(nn.Module):
+    """The reference's ``MlpEncoder`` (kylehkhsu/tripod ``disentangle/nn/encoder.py``): the flattened image
+    (C x H x W values) -> Linear+LayerNorm+GELU to ``hidden`` -> Linear to ``out_features``.
+
+    Example:
+        >>> enc = MLPEncoder(out_features=12)
+        >>> h = enc(torch.zeros(2, 3, 64, 64))  # 2 x 12
+    """
+
+    def __init__(
+        self,
+        out_features: int,
+        image_size: int = 64,
+        in_channels: int = 3,
+        hidden: int = 512,
+        gelu_approximate: str = GELU_APPROXIMATE,
+    ) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Flatten(),
+            mlp_layer(in_channels * image_size * image_size, hidden, check_gelu(gelu_approximate)),
+            nn.Linear(hidden, out_features),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mlp(x)
