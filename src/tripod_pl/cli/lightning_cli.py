@@ -29,7 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from tripod_pl.callbacks.checkpoint_files import default_checkpoint_dir
+from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, default_checkpoint_dir
 from tripod_pl.callbacks.interrupt import InterruptCheckpoint
 from tripod_pl.callbacks.rng import RNGStateCallback
 from tripod_pl.callbacks.selection import BestInfoMCheckpoint
@@ -198,6 +198,18 @@ class TripodCLI(LightningCLI):
         if subcommand == "fit":
             self._continue_run(self.config["fit"].get("ckpt_path"))
         super()._run_subcommand(subcommand)
+
+    def before_fit(self) -> None:
+        """Says where the run writes, and how to watch it."""
+        trainer = self.trainer
+        if trainer is None or not trainer.is_global_zero:
+            return
+        root = os.path.abspath(trainer.default_root_dir)
+        print(f"tripod-train fit: run folder {root}", flush=True)
+        print(f"  checkpoints: {os.path.abspath(checkpoint_dir(trainer))}", flush=True)
+        if trainer.loggers:
+            logs = os.path.abspath(trainer.log_dir or root)
+            print(f"  logs: {logs}  (watch: tensorboard --logdir {root})", flush=True)
 
     def _continue_run(self, ckpt_path: str | None) -> None:
         """Before a resumed ``fit``: its TensorBoard loggers write into the version folders they wrote before."""
