@@ -33,7 +33,9 @@ def test_a_local_sweep_runs_evaluates_collects_and_is_idempotent(tmp_path, tiny_
     monkeypatch.chdir(tmp_path)
     tiny_method(tmp_path, tiny_h5, "tripod", {"class_path": "FSQ"}, [{"class_path": "KLM"}])
     tiny_method(tmp_path, tiny_h5, "ae", {"class_path": "IdentityBottleneck"}, [])
-    (tmp_path / "sweep.yaml").write_text("name: tiny\nroot: runs\nconfigs: [configs/tiny/*.yaml]\nseeds: [0]\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: tiny\nroot: runs\nconfigs: [configs/tiny/*.yaml]\nseeds: [0]\nrecord: records\n"
+    )
     main(["run", "sweep.yaml", "--parallel", "2", "--collect", "results", "--device", "cpu"])
     out = capsys.readouterr().out
     assert "tiny: 2 jobs to run, 0 already done" in out and "tiny/tripod/seed0: done" in out, out
@@ -44,10 +46,17 @@ def test_a_local_sweep_runs_evaluates_collects_and_is_idempotent(tmp_path, tiny_
     assert "| tripod | 1 |" in (tmp_path / "results" / "tiny.md").read_text()
 
     result = tmp_path / "runs" / "tiny" / "tripod" / "seed0" / "metrics.json"
+    record = tmp_path / "records" / "tiny" / "tripod" / "seed0.json"
+    assert record.read_text() == result.read_text()  # each finished run's result is kept in the record
     before = result.stat().st_mtime_ns
     main(["run", "sweep.yaml"])
     assert "tiny: 0 jobs to run, 2 already done" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == before
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # another clone: only the records travelled (e.g. in git)
+    main(["run", "sweep.yaml"])
+    assert "tiny: 0 jobs to run, 2 already done" in capsys.readouterr().out
 
 
 FAKE_SBATCH = """#!/usr/bin/env bash

@@ -61,3 +61,14 @@ def test_results_are_written_as_json_markdown_and_figure(tmp_path, monkeypatch):
     assert len(runs) == 6 and {"method", "seed", "infom", "infoc", "infoe", "d", "c", "i", "psnr"} <= set(runs[0])
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["toy.json", "toy.md", "toy.png"]
+
+
+def test_collect_records_runs_finished_elsewhere(tmp_path, monkeypatch):
+    _spec(tmp_path, monkeypatch)
+    (tmp_path / "sweep.yaml").write_text((tmp_path / "sweep.yaml").read_text() + "record: kept\n")
+    spec = load_sweep(tmp_path / "sweep.yaml")
+    job = spec.jobs()[0]
+    _finished(job, 0.9, [[0.8, 0.1], [0.3, 0.9]], [True, True])  # e.g. by a SLURM task: only in its run folder
+    assert str(job.record_path) == "kept/toy/tripod/seed0.json" and not job.record_path.exists()
+    assert [r["infom"] for r in collect(spec)] == [0.9]
+    assert job.record_path.read_text() == (job.run_dir / "metrics.json").read_text()

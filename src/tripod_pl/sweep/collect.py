@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tripod_pl.io import atomic_path, atomic_write_text
+from tripod_pl.sweep.runner import record_result
 from tripod_pl.sweep.spec import SweepSpec
 
 __all__ = ["CAPTURED_NMI", "SCORES", "collect", "markdown_table", "nmi_figure", "write_results"]
@@ -42,6 +43,8 @@ def collect(spec: SweepSpec) -> list[dict[str, Any]]:
     per source), ``nmi`` and ``active`` (for the figure), ``checkpoint`` and ``global_step``."""
     rows = []
     for job in spec.jobs():
+        if job.record_path is not None and not job.record_path.is_file():
+            record_result(job)  # finished elsewhere (e.g. a SLURM task): keep its record too
         if not job.done:
             continue
         metrics = json.loads(job.result_path.read_text())

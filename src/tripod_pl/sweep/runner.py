@@ -6,6 +6,8 @@
 - :func:`submit_slurm` writes the pending jobs to ``<root>/<name>.jobs`` (one line per job, tab-separated:
   run folder, config, options) and submits ``examples/slurm/train.sbatch`` once as a job array over them; each
   array task reads its own line (``JOBS_FILE``), trains, and with ``EVALUATE=1`` finishes its run the same way.
+- :func:`record_result` copies a finished run's ``metrics.json`` to the sweep's ``record`` folder, if it has one
+  (local runs do it as each job ends, ``tripod-sweep collect`` for runs finished elsewhere).
 - :func:`finish_run` evaluates the run's selected checkpoint (``best-infom.ckpt``, the best InfoM above the
   PSNR threshold; ``last.ckpt`` when no evaluation qualified) into ``<run dir>/metrics.json`` and ``.md``.
 """
@@ -20,9 +22,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tripod_pl.sweep.spec import Job, SweepError, SweepSpec
+from tripod_pl.io import atomic_write_text
+from tripod_pl.sweep.spec import RESULT, Job, SweepError, SweepSpec
 
-__all__ = ["finish_run", "jobs_file_lines", "run_local", "selected_checkpoint", "submit_slurm"]
+__all__ = ["finish_run", "jobs_file_lines", "record_result", "run_local", "selected_checkpoint", "submit_slurm"]
 
 TRIPOD_TRAIN = [sys.executable, "-m", "tripod_pl"]
 
@@ -48,6 +51,15 @@ def finish_run(run_dir: str | os.PathLike[str], device: str | None = None, log=N
     return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT if log else None).returncode
 
 
+def record_result(job: Job) -> bool:
+    """Copies the run folder's ``metrics.json`` to the job's record (atomically); whether there was one to copy."""
+    produced = job.run_dir / RESULT
+    if job.record_path is None or not produced.is_file():
+        return False
+    atomic_write_text(job.record_path, produced.read_text())
+    return True
+
+
 def _run_job(job: Job, threads: int, device: str | None) -> tuple[Job, int]:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
@@ -57,6 +69,8 @@ def _run_job(job: Job, threads: int, device: str | None) -> tuple[Job, int]:
         code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         if code == 0:
             code = finish_run(job.run_dir, device=device, log=log)
+        if code == 0:
+            record_result(job)
     return job, code
 
 

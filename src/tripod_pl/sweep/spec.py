@@ -7,11 +7,14 @@
     configs: [configs/procedural/*.yaml] # files or glob patterns, relative to the working directory
     seeds: [0, 1, 2]
     overrides: ["--trainer.max_steps=3000"]   # tripod-train options added to every job (optional)
+    record: results/procedural/runs      # keep each finished run's metrics here, e.g. in git (optional)
 
 A job's *dataset* is its config's folder name and its *method* the config's file stem, so
 ``configs/shapes3d/tripod.yaml`` with seed 1 runs in ``<root>/shapes3d/tripod/seed1``. A job is done when its
-run folder holds ``metrics.json`` (the evaluation of its selected checkpoint), which makes every sweep
-command idempotent: rerunning it skips finished jobs and resumes interrupted ones from their ``last.ckpt``.
+run folder holds ``metrics.json`` (the evaluation of its selected checkpoint), or, with ``record``, when its
+copy ``<record>/<dataset>/<method>/seed<k>.json`` exists. That makes every sweep command idempotent: rerunning it
+skips finished jobs and resumes interrupted ones from their ``last.ckpt``; and with ``record`` in a repository,
+a sweep too long for one sitting is finished over several, from any clone.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Job:
     seed: int
     run_dir: Path
     overrides: tuple[str, ...] = ()
+    record_path: Path | None = None
 
     @property
     def dataset(self) -> str:
@@ -59,6 +63,9 @@ class Job:
 
     @property
     def result_path(self) -> Path:
+        """The evaluation of the run's selected checkpoint: its record when there is one, else in the run folder."""
+        if self.record_path is not None and self.record_path.is_file():
+            return self.record_path
         return self.run_dir / RESULT
 
     @property
@@ -90,14 +97,17 @@ class SweepSpec:
     configs: tuple[str, ...]
     seeds: tuple[int, ...]
     overrides: tuple[str, ...] = field(default_factory=tuple)
+    record: Path | None = None
 
     def jobs(self) -> list[Job]:
         """Every (config, seed) pair, configs in the file's order, seeds innermost."""
-        return [
-            Job(config, seed, self.root / Path(config).parent.name / Path(config).stem / f"seed{seed}", self.overrides)
-            for config in self.configs
-            for seed in self.seeds
-        ]
+        jobs = []
+        for config in self.configs:
+            where = Path(Path(config).parent.name) / Path(config).stem
+            for seed in self.seeds:
+                record = None if self.record is None else self.record / where / f"seed{seed}.json"
+                jobs.append(Job(config, seed, self.root / where / f"seed{seed}", self.overrides, record))
+        return jobs
 
 
 def _expand(patterns: list[Any], path: Path) -> tuple[str, ...]:
@@ -125,9 +135,9 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
         raise SweepError(path, f"not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(doc, dict):
         raise SweepError(path, "expected a mapping with name, root, configs, seeds")
-    unknown = set(doc) - {"name", "root", "configs", "seeds", "overrides"}
+    unknown = set(doc) - {"name", "root", "configs", "seeds", "overrides", "record"}
     if unknown:
-        raise SweepError(path, f"unknown keys {sorted(unknown)} (known: name, root, configs, seeds, overrides)")
+        raise SweepError(path, f"unknown keys {sorted(unknown)} (known: name, root, configs, seeds, overrides, record)")
     for key in ("name", "root", "configs", "seeds"):
         if key not in doc:
             raise SweepError(path, f"{key} is missing")
@@ -145,4 +155,5 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepSpec:
         configs=_expand(configs, path),
         seeds=tuple(dict.fromkeys(int(s) for s in seeds)),
         overrides=tuple(overrides),
+        record=None if doc.get("record") is None else Path(str(doc["record"])),
     )
