@@ -295,3 +295,39 @@ def test_beta_tc_terms_sum_to_the_mws_estimate_of_the_kl():
     log_q_zx = (-0.5 * ((z - mu) / sigma) ** 2 - sigma.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_p = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
     torch.testing.assert_close(t["mi"] + t["tc"] + t["dwkl"], (log_q_zx - log_p).mean())
+
+
+# ---- SSIM (the authors' alternative reconstruction loss) -----------------------------------------------------
+
+
+def _dm_pix_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """NumPy transcription of dm_pix.ssim with its defaults (11 taps, sigma 1.5, k1 0.01, k2 0.03, max_val 1) on
+    one H x W x C image pair: separable 'valid' Gaussian blur, clipped variances and covariance."""
+    taps = np.exp(-0.5 * ((np.arange(11) - 5) / 1.5) ** 2)
+    taps /= taps.sum()
+
+    def blur(z):
+        z = np.apply_along_axis(lambda v: np.convolve(v, taps, mode="valid"), 1, z)
+        return np.apply_along_axis(lambda v: np.convolve(v, taps, mode="valid"), 0, z)
+
+    mu0, mu1 = blur(a), blur(b)
+    eps = np.finfo(np.float32).eps ** 2
+    s00, s11 = np.maximum(eps, blur(a * a) - mu0**2), np.maximum(eps, blur(b * b) - mu1**2)
+    s01 = blur(a * b) - mu0 * mu1
+    s01 = np.sign(s01) * np.minimum(np.sqrt(s00 * s11), np.abs(s01))
+    c1, c2 = 0.01**2, 0.03**2
+    return float(np.mean((2 * mu0 * mu1 + c1) * (2 * s01 + c2) / ((mu0**2 + mu1**2 + c1) * (s00 + s11 + c2))))
+
+
+def test_ssim_matches_the_numpy_transcription_of_dm_pix():
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 3, 24, 20))
+    noise = np.array([0.0, 0.05, 0.3, 1.0])[:, None, None, None]
+    y = np.clip(x + noise * rng.standard_normal(x.shape), 0, 1)
+    y[3, :, :8] = 0.5  # a flat patch: clipped variances
+    ours = LF.ssim(torch.from_numpy(y), torch.from_numpy(x)).numpy()
+    ref = [_dm_pix_ssim(np.moveaxis(y[i], 0, -1), np.moveaxis(x[i], 0, -1)) for i in range(4)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    assert ours[0] == pytest.approx(1.0) and ours[1] > ours[2] > ours[3]
+    dssim = LF.dssim(torch.from_numpy(y), torch.from_numpy(x))
+    assert dssim.item() == pytest.approx(np.mean([(1 - r) / 2 for r in ref]), rel=1e-10)
