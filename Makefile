@@ -8,8 +8,9 @@ TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl))
 TORCH ?= $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch)
 CONFIG ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
+PARALLEL ?= 2
 
-.PHONY: help venv train test test-slow lint format bench configs clean
+.PHONY: help venv train test test-slow lint format bench configs results clean
 
 help:
 	@echo "make train      create $(VENV), install tripod_pl and train $(CONFIG)"
@@ -17,6 +18,7 @@ help:
 	@echo "make test-slow  run the slow tests too"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks (JSON results in benchmarks/results/)"
+	@echo "make results    the procedural sweep (8 methods x 3 seeds; resumable): results/procedural.{md,json,png}"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +50,10 @@ format: venv
 
 configs: venv
 	$(PY) scripts/make_configs.py
+
+# Hours on a 2-core CPU: rerun after an interruption, finished runs (results/procedural/runs/) are skipped.
+results: venv
+	$(VENV)/bin/tripod-sweep run sweeps/procedural.yaml --parallel $(PARALLEL) --collect results
 
 bench: venv
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

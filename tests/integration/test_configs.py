@@ -18,10 +18,21 @@ METHODS = ["tripod", "tripod_no_klm", "tripod_no_nhp", "tripod_finer", "tripod_n
 
 def test_there_is_a_config_for_every_method_and_dataset():
     names = {str(p.relative_to(ROOT / "configs")) for p in CONFIGS}
-    for dataset in ("shapes3d", "mpi3d", "falcor3d", "isaac3d"):
+    for dataset in ("shapes3d", "mpi3d", "falcor3d", "isaac3d", "procedural"):
         for method in METHODS:
             assert f"{dataset}/{method}.yaml" in names
     assert "quickstart.yaml" in names
+
+
+def test_the_quickstart_is_procedural_tripod_cut_short():
+    quick = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    tripod = yaml.safe_load((ROOT / "configs" / "procedural" / "tripod.yaml").read_text())
+    assert quick["model"] == tripod["model"] and quick["data"] == tripod["data"]
+    assert quick["trainer"]["max_steps"] < tripod["trainer"]["max_steps"]
+    budget = {"max_steps", "val_check_interval", "default_root_dir", "callbacks"}
+    assert {k: v for k, v in quick["trainer"].items() if k not in budget} == {
+        k: v for k, v in tripod["trainer"].items() if k not in budget
+    }
 
 
 def test_configs_are_generated_from_the_tables():
