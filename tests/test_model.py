@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tripod_pl.legs import FSQ, KLM, NHP, BetaTC, GaussianBottleneck, IdentityBottleneck, ScalarCodebook
+from tripod_pl.legs import functional as LF
 from tripod_pl.model import TripodAutoencoder
 
 from .helpers import ROOT, TINY, images
@@ -145,6 +146,24 @@ def test_the_mlp_encoder_is_the_references_flattened_image_mlp():
     assert linear.weight.grad is not None
     with pytest.raises(ValueError, match="encoder_type"):
         tripod(encoder_type="transformer")
+
+
+def test_the_dssim_reconstruction_is_the_references_ssim_loss_of_the_sigmoid_images():
+    torch.manual_seed(0)
+    model = tripod(reconstruction_loss="dssim")
+    x = images(4)
+    torch.manual_seed(1)
+    loss, terms, logits = model(x)
+    assert set(terms) == {"reconstruction", "klm", "nhp"}
+    expected = LF.dssim(torch.sigmoid(logits), (x + 1) / 2)
+    torch.testing.assert_close(terms["reconstruction"], expected)
+    assert 0 < terms["reconstruction"].item() < 1
+    torch.testing.assert_close(loss, expected + 1e-2 * terms["klm"] + 1e-1 * terms["nhp"])
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert tripod().reconstruction_loss == "bce"  # the default is the paper's BCE
+    with pytest.raises(ValueError, match="reconstruction_loss must be one of 'bce', 'dssim', got 'ssim'"):
+        tripod(reconstruction_loss="ssim")
 
 
 def test_weight_decay_spares_biases_and_the_codebook_as_latent_quantization():

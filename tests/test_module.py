@@ -40,6 +40,9 @@ def test_the_module_takes_the_model_arguments_in_the_same_order_and_passes_them_
     assert tripod().model.decoder.gelu_approximate == "tanh"
     assert type(tripod(encoder_type="mlp").model.encoder).__name__ == "MLPEncoder"
     assert tripod(encoder_type="mlp").hparams["encoder_type"] == "mlp"
+    dssim = tripod(reconstruction_loss="dssim")
+    assert dssim.model.reconstruction_loss == "dssim" and dssim.hparams["reconstruction_loss"] == "dssim"
+    assert tripod().model.reconstruction_loss == "bce"
 
 
 def test_adamw_with_weight_decay_on_the_networks_only():

@@ -1,9 +1,10 @@
 """The autoencoder itself, in plain PyTorch: encoder -> bottleneck leg -> decoder, plus regularizer legs.
 
-``loss = BCE(decoder(z), (x + 1) / 2) + sum_legs sum_terms weight * term`` where ``z`` is what the bottleneck
-leg makes of the encoder's output and each regularizer leg adds its named terms (docs/architecture.md; the
-legs' mathematics in docs/legs.md). The method is chosen by the legs alone: Tripod is
-``FSQ(n_q=12)`` with ``[KLM(1e-4), NHP(1e-2)]``, QLAE a ``ScalarCodebook`` with weight decay, and so on.
+``loss = BCE(decoder(z), (x + 1) / 2) + sum_legs sum_terms weight * term`` (or DSSIM in place of the BCE,
+``reconstruction_loss="dssim"``) where ``z`` is what the bottleneck leg makes of the encoder's output and each
+regularizer leg adds its named terms (docs/architecture.md; the legs' mathematics in docs/legs.md). The
+method is chosen by the legs alone: Tripod is ``FSQ(n_q=12)`` with ``[KLM(1e-4), NHP(1e-2)]``, QLAE a
+``ScalarCodebook`` with weight decay, and so on.
 
 Nothing here imports Lightning: the model trains in any loop, and :class:`tripod_pl.TripodModule` is only the
 Lightning glue around it (steps, logging, optimizer).
@@ -25,11 +26,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tripod_pl.data.transforms import as_model_input
+from tripod_pl.legs import functional as LF
 from tripod_pl.legs.base import Bottleneck, Leg, Regularizer, StepContext
 from tripod_pl.legs.registry import build_leg
 from tripod_pl.nets import Decoder, Encoder, MLPEncoder
 
-__all__ = ["LossTerms", "TripodAutoencoder"]
+__all__ = ["RECONSTRUCTION_LOSSES", "LossTerms", "TripodAutoencoder"]
+
+#: the reconstruction terms a model can train with (``reconstruction_loss``)
+RECONSTRUCTION_LOSSES = ("bce", "dssim")
 
 
 class LossTerms(NamedTuple):
@@ -65,6 +70,9 @@ class TripodAutoencoder(nn.Module):
             (exact erf form).
         encoder_type: ``"residual"`` (the paper's convolutional encoder, ``encoder_widths``) or ``"mlp"`` (the
             reference's ``MlpEncoder``: flattened image -> 512 -> features; ``encoder_widths`` unused).
+        reconstruction_loss: ``"bce"`` (binary cross-entropy of the logits against ``(x + 1) / 2``, the paper's)
+            or ``"dssim"`` (``mean_batch (1 - SSIM(sigmoid(logits), (x + 1) / 2)) / 2``, the reference's
+            ``structural_dissimilarity_index_measure``; :func:`tripod_pl.legs.functional.dssim`).
     """
 
     def __init__(
@@ -81,10 +89,17 @@ class TripodAutoencoder(nn.Module):
         activation_norm: bool = False,
         gelu_approximate: str = "tanh",
         encoder_type: str = "residual",
+        reconstruction_loss: str = "bce",
     ) -> None:
         super().__init__()
         if encoder_type not in ("residual", "mlp"):
             raise ValueError(f"encoder_type must be 'residual' or 'mlp', got {encoder_type!r}")
+        if reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction_loss must be one of {', '.join(map(repr, RECONSTRUCTION_LOSSES))}, "
+                f"got {reconstruction_loss!r}"
+            )
+        self.reconstruction_loss = reconstruction_loss
         if n_z is None:
             if num_sources is None:
                 raise ValueError("set n_z, or num_sources (n_z = 2 x num_sources)")
@@ -159,11 +174,18 @@ class TripodAutoencoder(nn.Module):
         """``(loss, unweighted terms, logits)`` for a batch of images in [-1, 1].
 
         The reconstruction term is the binary cross-entropy between the logits and ``(x + 1) / 2``, averaged
-        over pixels; each leg's term enters the loss multiplied by its weight (``leg.weights``, default 1).
+        over pixels (``reconstruction_loss="bce"``), or the structural dissimilarity ``(1 - SSIM) / 2`` of
+        ``sigmoid(logits)`` and ``(x + 1) / 2`` averaged over images (``"dssim"``); each leg's term enters the
+        loss multiplied by its weight (``leg.weights``, default 1).
         """
         latents = self.bottleneck(self.encoder(x))
         logits = self.decoder(latents.z)
-        terms = {"reconstruction": F.binary_cross_entropy_with_logits(logits.float(), (x.float() + 1) / 2)}
+        target = (x.float() + 1) / 2
+        if self.reconstruction_loss == "dssim":
+            reconstruction = LF.dssim(torch.sigmoid(logits.float()), target)
+        else:
+            reconstruction = F.binary_cross_entropy_with_logits(logits.float(), target)
+        terms = {"reconstruction": reconstruction}
         weights = {"reconstruction": 1.0}
         ctx = StepContext(x=x, latents=latents, decoder=self.decoder)
         for leg, leg_terms in [(self.bottleneck, latents.terms), *((r, r(ctx)) for r in self.regularizers)]:

@@ -31,7 +31,7 @@ class TripodModule(L.LightningModule):
 
     Args:
         bottleneck, regularizers, n_z, num_sources, dataset_size, encoder_widths, decoder_widths, cond_dim,
-            image_size, activation_norm, gelu_approximate, encoder_type: the model's, see
+            image_size, activation_norm, gelu_approximate, encoder_type, reconstruction_loss: the model's, see
             :class:`~tripod_pl.model.TripodAutoencoder` (``num_sources`` and ``dataset_size`` are linked from
             the data by the CLI).
         lr, betas: AdamW parameters.
@@ -53,6 +53,7 @@ class TripodModule(L.LightningModule):
         activation_norm: bool = False,
         gelu_approximate: str = "tanh",
         encoder_type: str = "residual",
+        reconstruction_loss: str = "bce",
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -72,6 +73,7 @@ class TripodModule(L.LightningModule):
             activation_norm=activation_norm,
             gelu_approximate=gelu_approximate,
             encoder_type=encoder_type,
+            reconstruction_loss=reconstruction_loss,
         )
         # the resolved values: the number of latents, and the legs as plain data, so a checkpoint rebuilds them
         # (plugins included) without pickling; through save_hyperparameters, so hparams.yaml records them too
