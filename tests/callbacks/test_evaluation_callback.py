@@ -201,3 +201,46 @@ def test_rejects_data_without_an_evaluation_subset(tmp_path):
         cb.setup(trainer, tiny_model(), "fit")
     with pytest.raises(ValueError, match="every_n_steps"):
         EvaluationCallback(every_n_steps=0)
+
+
+def test_hessian_statistics_pairwise_histograms_and_the_infoe_protocol_are_options(tmp_path, tiny_h5, monkeypatch):
+    import tripod_pl.callbacks.evaluation as evaluation_module
+    from tripod_pl.evaluation import decoder_hessian_stats
+
+    calls = []
+    original = evaluation_module.evaluate_model
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "evaluate_model", spy)
+    logger = TensorBoardLogger(str(tmp_path), name="tb")
+    cb = EvaluationCallback(
+        every_n_steps=2,
+        dci=False,
+        num_traversal_samples=1,
+        traversal_steps=2,
+        infoe_protocol="converged",
+        hessian_samples=2,
+        pairwise_histograms=True,
+    )
+    trainer, model, _ = fit(tmp_path, tiny_h5, cb, max_steps=2, logger=logger)
+    assert [(c["infoe_protocol"], c["hessian_samples"]) for c in calls] == [("converged", 2)]
+    expected = decoder_hessian_stats(model.model, cb.last_evaluation.latents, 2)
+    assert {f"hessian/{name}/rescaled/diagonal_share" for name in model.model.decoder.names} <= set(expected)
+    for key, value in expected.items():
+        assert float(trainer.callback_metrics[f"eval/{key}"]) == pytest.approx(value, rel=1e-5, abs=1e-12)
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert {f"eval/{key}" for key in expected} <= set(events.Tags()["scalars"])
+    assert {"eval/hessian", "eval/pairwise_latents"} <= set(events.Tags()["images"])
+    with pytest.raises(ValueError, match="infoe_protocol"):
+        EvaluationCallback(infoe_protocol="sklearn")
+    with pytest.raises(ValueError, match="hessian_samples"):
+        EvaluationCallback(hessian_samples=-1)
+
+
+def test_the_new_diagnostics_are_off_by_default(tmp_path, tiny_h5):
+    cb = EvaluationCallback()
+    assert (cb.infoe_protocol, cb.hessian_samples, cb.pairwise_histograms) == ("paper", 0, False)

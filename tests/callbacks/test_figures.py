@@ -67,3 +67,41 @@ def test_traversal_grid_starts_with_the_input_shows_values_and_leaves_no_empty_m
     assert box.width / box.height == pytest.approx(canvas.shape[1] / canvas.shape[0], rel=0.02)
     with pytest.raises(ValueError, match="values"):
         figures.traversal_grid(images, ["a", "b", "c"], torch.zeros(2, t))
+
+
+def test_histogram_edges_give_one_bin_per_quantized_value_else_equal_bins():
+    np.testing.assert_allclose(figures.histogram_edges(np.array([-1.0, 0.0, 1.0, 0.0])), [-1.5, -0.5, 0.5, 1.5])
+    np.testing.assert_allclose(figures.histogram_edges(np.array([2.0, 2.0])), [1.5, 2.5])
+    edges = figures.histogram_edges(np.linspace(0, 1, 100), bins=4)
+    np.testing.assert_allclose(edges, [0, 0.25, 0.5, 0.75, 1])
+
+
+def test_pairwise_latent_histograms_show_each_pair_of_active_latents_once_with_all_samples():
+    rng = np.random.default_rng(0)
+    z = np.stack([rng.integers(0, 3, 50) - 1.0, np.zeros(50), rng.normal(size=50), rng.normal(size=50)], axis=1)
+    active = np.array([True, False, True, True])
+    fig = figures.pairwise_latent_histograms(z, active, bins=8)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in panels] == [("z0", "z2"), ("z0", "z3"), ("z2", "z3")]
+    first = panels[0].collections[0].get_array()  # 1 + log10(count) per non-empty bin, 3 x 8 bins
+    assert first.size == 3 * 8
+    assert np.sum(10 ** (first.compressed() - 1)) == pytest.approx(50)
+    single = figures.pairwise_latent_histograms(z, np.array([True, False, False, False]))
+    assert "1 active" in single.texts[0].get_text()
+
+
+def test_hessian_figure_plots_the_diagonal_share_and_mass_per_activation():
+    stats = {
+        f"eval/hessian/{name}/{kind}/{stat}": value
+        for name, value in (("cond", 0.9), ("block0", 0.4))
+        for kind in ("raw", "rescaled")
+        for stat in ("diagonal_share", "diagonal_mean", "off_diagonal_mean")
+    }
+    stats["eval/infom"] = 0.5
+    fig = figures.hessian_figure(stats)
+    share, mass = fig.axes[:2]
+    assert [t.get_text() for t in share.get_xticklabels()] == ["cond", "block0"]
+    assert [p.get_height() for p in share.patches] == pytest.approx([0.9, 0.4, 0.9, 0.4])
+    assert mass.get_yscale() == "log"
+    with pytest.raises(ValueError, match="hessian"):
+        figures.hessian_figure({"eval/infom": 0.5})

@@ -7,14 +7,16 @@ training, :class:`EvaluationCallback` runs :func:`tripod_pl.evaluation.evaluate_
 set aside (Lightning's ``isolate_rng``), and logs
 
 - scalars ``eval/infom, eval/infoc, eval/infoe, eval/d, eval/c, eval/i, eval/num_active, eval/psnr,
-  eval/psnr_paper, eval/seconds`` to every logger (step = ``trainer.global_step``) and into
-  ``trainer.callback_metrics``,
-  where checkpoint callbacks (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`, ``ModelCheckpoint(monitor=
-  "eval/infom")``) read them; ``callback_metrics["eval/step"]`` says which step they belong to;
+  eval/psnr_paper, eval/weight_norm/{encoder,decoder}, eval/seconds`` and, with ``hessian_samples > 0``, the exact
+  decoder Hessians' ``eval/hessian/<activation>/<raw|rescaled>/<statistic>`` to every logger (step =
+  ``trainer.global_step``) and into ``trainer.callback_metrics``, where checkpoint callbacks
+  (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`, ``ModelCheckpoint(monitor="eval/infom")``) read them;
+  ``callback_metrics["eval/step"]`` says which step they belong to;
 - with a TensorBoard logger: figures ``eval/nmi`` (heatmap, inactive latents hatched), ``eval/reconstructions``
   (labelled originals above their reconstructions, PSNR in the title), ``eval/traversals`` (each sample's
   input, then every active latent swept, its values above the cells, rows naming the source it explains
-  best and that NMI), ``eval/latent_histograms``, and a histogram ``eval/latents/z<j>`` per latent. The
+  best and that NMI), ``eval/latent_histograms``, a histogram ``eval/latents/z<j>`` per latent, ``eval/hessian``
+  (with ``hessian_samples``) and ``eval/pairwise_latents`` (with ``pairwise_histograms``). The
   figures show the same seeded random images at every evaluation (:func:`figure_samples`);
 - on the console: the scalars, and which sources are captured (:func:`source_summary`: each source's best
   active latent and its NMI, captured at NMI >= 0.5).
@@ -48,6 +50,7 @@ from torch import Tensor
 from tripod_pl.callbacks import figures
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import Evaluation, decode_latents, encode_and_reconstruct, evaluate_model
+from tripod_pl.metrics.infomec import INFOE_PROTOCOLS
 from tripod_pl.model import TripodAutoencoder
 
 __all__ = ["CAPTURED_NMI", "EVAL_STEP_KEY", "EvaluationCallback", "figure_samples", "source_summary"]
@@ -112,6 +115,13 @@ class EvaluationCallback(Callback):
             (dense early, sparse later).
         dense_until: last step of the dense phase (inclusive).
         at_start: also evaluate the initial weights, before the first optimizer step of a new run.
+        infoe_protocol: InfoE's protocol, ``"paper"`` (the authors' fit and score) or ``"converged"``
+            (:func:`tripod_pl.metrics.infomec`).
+        hessian_samples: exact decoder Hessians with respect to the latents at this many evaluation samples
+            (:func:`tripod_pl.evaluation.decoder_hessian_stats`; 0: off), logged as scalars and, with figures,
+            as ``eval/hessian``. The authors' evaluation uses 100.
+        pairwise_histograms: log ``eval/pairwise_latents``, the 2-D histograms of every pair of active latents
+            (:func:`~tripod_pl.callbacks.figures.pairwise_latent_histograms`), with figures.
 
     The reference's schedule (kylehkhsu/tripod ``scripts/train_*.py``: at the start, every 2,000 steps until
     10,000, then every 10,000) is ``every_n_steps=10_000, dense_every_n_steps=2_000, dense_until=10_000,
@@ -133,6 +143,9 @@ class EvaluationCallback(Callback):
         dense_every_n_steps: int | None = None,
         dense_until: int = 0,
         at_start: bool = False,
+        infoe_protocol: str = "paper",
+        hessian_samples: int = 0,
+        pairwise_histograms: bool = False,
     ) -> None:
         super().__init__()
         if every_n_steps is not None and every_n_steps < 1:
@@ -141,6 +154,10 @@ class EvaluationCallback(Callback):
             raise ValueError(f"dense_every_n_steps must be positive, got {dense_every_n_steps}")
         if any(int(t) < 1 for t in steps):
             raise ValueError(f"steps must be positive step counts (use at_start for step 0), got {list(steps)}")
+        if hessian_samples < 0:
+            raise ValueError(f"hessian_samples must be >= 0, got {hessian_samples}")
+        if infoe_protocol not in INFOE_PROTOCOLS:
+            raise ValueError(f"infoe_protocol must be one of {INFOE_PROTOCOLS}, got {infoe_protocol!r}")
         if traversal_steps < 2:
             raise ValueError(f"traversal_steps must be at least 2, got {traversal_steps}")
         self.every_n_steps = every_n_steps
@@ -154,6 +171,8 @@ class EvaluationCallback(Callback):
         self.backend = backend
         self.evaluate_at_end = evaluate_at_end
         self.num_reconstructions = num_reconstructions
+        self.infoe_protocol, self.hessian_samples = infoe_protocol, int(hessian_samples)
+        self.pairwise_histograms = pairwise_histograms
         #: global step of the latest evaluation (saved in checkpoints, so a resumed run does not repeat it)
         self.last_step: int | None = None
         #: global steps evaluated by this instance in this process (for inspection and tests)
@@ -262,7 +281,14 @@ class EvaluationCallback(Callback):
         model = _model_of(pl_module)
         with isolate_rng():
             result = evaluate_model(
-                model, images, sources, dci=self.dci, backend=self.backend, batch_size=self.batch_size
+                model,
+                images,
+                sources,
+                dci=self.dci,
+                backend=self.backend,
+                batch_size=self.batch_size,
+                infoe_protocol=self.infoe_protocol,
+                hessian_samples=self.hessian_samples,
             )
         self.last_evaluation = result
         scalars = {**result.scalars, "seconds": result.seconds}
@@ -311,3 +337,7 @@ class EvaluationCallback(Callback):
         host = latents.cpu()
         for j in range(host.shape[1]):
             writer.add_histogram(f"eval/latents/z{j}", host[:, j], step)
+        if self.pairwise_histograms:
+            writer.add_figure("eval/pairwise_latents", figures.pairwise_latent_histograms(host, result.active), step)
+        if any(key.startswith("hessian/") for key in result.scalars):
+            writer.add_figure("eval/hessian", figures.hessian_figure(result.scalars), step)

@@ -1,4 +1,5 @@
-"""Figures of an evaluation (docs/evaluation.md): NMI heatmap, reconstructions, latent traversals, latent histograms.
+"""Figures of an evaluation (docs/evaluation.md): NMI heatmap, reconstructions, latent traversals, latent histograms,
+pairwise 2-D latent histograms and the decoder Hessians' diagonal vs off-diagonal mass.
 
 Pure functions of arrays and tensors, no Lightning: each returns a :class:`matplotlib.figure.Figure` built
 without ``pyplot`` (no global figure registry, no GUI backend, safe in a training process) or an image tensor
@@ -22,9 +23,12 @@ from torch import Tensor
 from tripod_pl.tensors import to_numpy
 
 __all__ = [
+    "hessian_figure",
+    "histogram_edges",
     "latent_histograms",
     "latent_labels",
     "nmi_heatmap",
+    "pairwise_latent_histograms",
     "reconstruction_figure",
     "reconstruction_grid",
     "traversal_grid",
@@ -228,5 +232,92 @@ def latent_histograms(latents: Tensor | np.ndarray, active: Tensor | np.ndarray,
         ax.set_title(f"z{j}" + ("" if active[j] else " (inactive)"), fontsize=8, color="black" if active[j] else color)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def histogram_edges(values: np.ndarray, bins: int = 30) -> np.ndarray:
+    """Bin edges for one latent: one bin per distinct value (edges at the midpoints between consecutive values,
+    the outer ones half the smallest gap beyond) when it takes at most ``bins`` values, as quantized latents
+    do; else ``bins`` equal bins from its minimum to its maximum."""
+    u = np.unique(np.asarray(values, dtype=np.float64))
+    if len(u) == 1:
+        return np.array([u[0] - 0.5, u[0] + 0.5])
+    if len(u) <= bins:
+        half = np.diff(u).min() / 2
+        return np.concatenate([[u[0] - half], (u[1:] + u[:-1]) / 2, [u[-1] + half]])
+    return np.linspace(u[0], u[-1], bins + 1)
+
+
+def pairwise_latent_histograms(
+    latents: Tensor | np.ndarray, active: Tensor | np.ndarray, bins: int = 30, panel_inches: float = 1.3
+) -> Figure:
+    """2-D histograms of every pair of active latents (all latents when none is active), as the Tripod authors'
+    ``pairwise_latents``: panel ``(z_i, z_j)``, ``i < j``, in row ``i`` and column ``j`` of the upper triangle,
+    counts ``c = |{n : z_ni in bin a, z_nj in bin b}|`` coloured by ``1 + log10 c`` (empty bins white), bins from
+    :func:`histogram_edges`. Factorized latents fill a product of their marginals; dependent ones a curve."""
+    z, active = to_numpy(latents, dtype=np.float64), to_numpy(active).astype(bool)
+    dims = [int(j) for j in np.flatnonzero(active)] or list(range(z.shape[1]))
+    d = len(dims)
+    if d < 2:
+        fig = Figure(figsize=(3.0, 1.0))
+        fig.text(0.5, 0.5, f"pairwise latent histograms need 2 latents; {d} active", ha="center", va="center")
+        return fig
+    edges = {j: histogram_edges(z[:, j], bins) for j in dims}
+    n = d - 1
+    fig = Figure(figsize=(panel_inches * n + 0.3, panel_inches * n + 0.5))
+    axes = fig.subplots(n, n, squeeze=False)
+    for r in range(n):
+        for c in range(n):
+            ax = axes[r][c]
+            a, b = r, c + 1  # panel (dims[a], dims[b]) for a < b
+            if b <= a:
+                ax.set_visible(False)
+                continue
+            i, j = dims[a], dims[b]
+            counts, _, _ = np.histogram2d(z[:, i], z[:, j], bins=(edges[i], edges[j]))
+            shown = np.ma.masked_equal(np.log10(np.maximum(counts, 1)) + (counts > 0), 0)
+            ax.pcolormesh(edges[i], edges[j], shown.T, cmap="viridis", shading="flat")
+            ax.set_xlabel(f"z{i}", fontsize=7, labelpad=1)
+            ax.set_ylabel(f"z{j}", fontsize=7, labelpad=1)
+            ax.tick_params(labelsize=5, length=2)
+    fig.suptitle(f"pairwise histograms of the {d} active latents (log counts)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def hessian_figure(stats: dict[str, float]) -> Figure:
+    """The exact decoder Hessians' structure per activation, from the scalars of
+    :func:`tripod_pl.evaluation.decoder_hessian_stats` (keys ``[eval/]hessian/<activation>/<kind>/<statistic>``):
+    left, the diagonal share ``diag / (diag + off)`` of ``|H|`` and of the std-rescaled ``|H * s s^T|`` (1: the
+    latents act on every unit without interacting); right, the rescaled diagonal and off-diagonal means, log
+    scale."""
+    table: dict[str, dict[str, float]] = {}
+    for key, value in stats.items():
+        parts = key.split("/")
+        if parts[0] == "eval":
+            parts = parts[1:]
+        if len(parts) == 4 and parts[0] == "hessian":
+            table.setdefault(parts[1], {})[f"{parts[2]}/{parts[3]}"] = float(value)
+    if not table:
+        raise ValueError("no hessian/<activation>/<kind>/<statistic> entries in the statistics")
+    names = list(table)
+    x = np.arange(len(names))
+    fig = Figure(figsize=(2.0 + 1.3 * len(names), 3.0))
+    share, mass = fig.subplots(1, 2)
+    for offset, kind in ((-0.2, "raw"), (0.2, "rescaled")):
+        share.bar(x + offset, [table[n].get(f"{kind}/diagonal_share", np.nan) for n in names], 0.4, label=f"{kind}")
+    share.set_ylim(0, 1)
+    share.set_title("diagonal share of |H|", fontsize=9)
+    for offset, stat in ((-0.2, "diagonal_mean"), (0.2, "off_diagonal_mean")):
+        values = [table[n].get(f"rescaled/{stat}", np.nan) for n in names]
+        mass.bar(x + offset, values, 0.4, label=stat.replace("_", " "))
+    if any(v > 0 for n in names for k, v in table[n].items() if k.startswith("rescaled/") and "mean" in k):
+        mass.set_yscale("log")
+    mass.set_title("rescaled |H * s s^T|: mean entry", fontsize=9)
+    for ax in (share, mass):
+        ax.set_xticks(x, names, fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
