@@ -40,3 +40,15 @@ def test_markdown_report_of_a_collapsed_model_has_no_best_latents():
     assert text.startswith("# Evaluation of `last.ckpt` (step 7)")
     assert "| D | – |" in text and "| active latents | 0 / 2 |" in text and "| PSNR (dB) | 12.35 |" in text
     assert "| a | – | – |" in text and "continuous latents" in text
+
+
+def test_markdown_report_shows_the_papers_psnr_beside_the_float_psnr_when_present():
+    metrics = {
+        "infom": 0.5, "infoc": 0.25, "infoe": 0.75, "num_active": 1, "n_z": 2, "psnr": 23.8, "psnr_paper": 35.704,
+        "num_samples": 10, "data": "d.h5", "discrete": True,
+    }  # fmt: skip
+    lines = markdown_report(metrics).splitlines()
+    at = lines.index("| PSNR (dB) | 23.80 |")
+    assert lines[at + 1] == "| PSNR, paper's uint8 computation (dB) | 35.70 |"
+    del metrics["psnr_paper"]
+    assert "paper's uint8" not in markdown_report(metrics)

@@ -35,7 +35,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def markdown_report(metrics: dict[str, Any]) -> str:
-    """A short Markdown summary: the scalar metrics, then each source's most informative active latent."""
+    """A short Markdown summary: the scalar metrics (``psnr_paper``, the reference's uint8 PSNR, beside ``psnr``
+    when present), then each source's most informative active latent."""
     ckpt = metrics.get("checkpoint")
     title = f"# Evaluation of `{Path(ckpt).name}`" if ckpt else "# Evaluation"
     if metrics.get("global_step") is not None:
@@ -50,6 +51,8 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         ("active latents", f"{int(metrics['num_active'])} / {metrics['n_z']}"),
         ("PSNR (dB)", _fmt(metrics.get("psnr"), 2)),
     ]
+    if metrics.get("psnr_paper") is not None:  # the reference's uint8 PSNR, the scale of the paper's thresholds
+        rows.append(("PSNR, paper's uint8 computation (dB)", _fmt(metrics["psnr_paper"], 2)))
     lines = [title, "", "| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     names, nmi, active = metrics.get("source_names"), metrics.get("nmi"), metrics.get("active")
     if names and nmi is not None:
