@@ -53,7 +53,19 @@ PROTOCOL = {
     # (step + 1) % (eval.period // 5) == 0 below eval.period (configs/train_*.yaml `eval.period: 1e4`): the
     # start, every 2k until 10k, then every 10k. (Its step + 1 updates are our global_step: the reference
     # evaluates one update earlier, after 1,999, 3,999, ... updates; docs/reference.md.)
-    "evaluation": {"every_n_steps": 10_000, "dense_every_n_steps": 2_000, "dense_until": 10_000, "at_start": True},
+    # The diagnostics of the same `evaluate` (tripod scripts/train_autoencoder.py and train_tcvae.py, every model
+    # they train): exact decoder Hessians w.r.t. the latents at `eval.num_derivatives: 100` samples, per layer the
+    # diagonal / off-diagonal statistics of |H| and |H * s s^T| (`process_layer_hessian`), and the pairwise 2-D
+    # latent histograms (`pairwise_latents`). On for every method here, QLAE included, so all are comparable.
+    # (The procedural configs and the quickstart keep them off: CPU-sized.)
+    "evaluation": {
+        "every_n_steps": 10_000,
+        "dense_every_n_steps": 2_000,
+        "dense_until": 10_000,
+        "at_start": True,
+        "hessian_samples": 100,
+        "pairwise_histograms": True,
+    },
 }
 
 

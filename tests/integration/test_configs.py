@@ -62,12 +62,37 @@ def test_every_config_clips_gradients_element_wise_as_the_reference():
         assert trainer["gradient_clip_val"] == 1.0, config
 
 
+def _evaluation_args(config: Path) -> dict:
+    callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
+    return next(c["init_args"] for c in callbacks if c["class_path"].endswith("EvaluationCallback"))
+
+
+def test_dataset_configs_log_the_references_diagnostics_and_the_cpu_configs_do_not():
+    # the reference's evaluation: exact decoder Hessians at 100 samples, pairwise latent histograms
+    for config in CONFIGS:
+        args = _evaluation_args(config)
+        cheap = config.parent.name == "procedural" or config.name == "quickstart.yaml"
+        expected = (0, False) if cheap else (100, True)
+        assert (args.get("hessian_samples", 0), args.get("pairwise_histograms", False)) == expected, config
+
+
+def _without_hessians(config: Path, tmp_path: Path) -> Path:
+    """The config with the evaluation's exact Hessians off (100 samples take minutes on a CPU)."""
+    data = yaml.safe_load(config.read_text())
+    for callback in data["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("EvaluationCallback"):
+            callback["init_args"]["hessian_samples"] = 0
+    out = tmp_path / config.name
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_config_trains_a_few_steps(config, tiny_h5, tmp_path):
     cli = run(
         [
             "fit",
-            f"--config={config}",
+            f"--config={_without_hessians(config, tmp_path)}",
             f"--data.path={tiny_h5}",
             "--data.batch_size=16",
             "--data.num_workers=0",
