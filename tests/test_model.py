@@ -235,17 +235,17 @@ def test_the_model_trains_in_a_plain_loop_without_lightning():
         opt = torch.optim.AdamW(model.parameter_groups(), lr=3e-3)
         x = torch.rand(8, 3, 64, 64) * 2 - 1
         first = None
-        for _ in range(5):
+        for _ in range(15):
             loss, terms, _ = model(x)
             opt.zero_grad(); loss.backward(); opt.step()
-            first = first if first is not None else loss.item()
+            first = first if first is not None else terms["reconstruction"].item()
         roots = {{m.split(".")[0] for m in sys.modules}}
         heavy = sorted(roots & {{"lightning", "pytorch_lightning", "lightning_fabric"}})
-        print("LIGHTNING", heavy, "TERMS", sorted(terms), "DROP", first - loss.item())
+        print("LIGHTNING", heavy, "TERMS", sorted(terms), "DROP", first - terms["reconstruction"].item())
         """
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     line = done.stdout.strip().splitlines()[-1]
     assert line.startswith("LIGHTNING [] TERMS ['klm', 'nhp', 'reconstruction']"), line
-    assert float(line.rsplit(" ", 1)[1]) > 0  # five steps lowered the loss
+    assert float(line.rsplit(" ", 1)[1]) > 0.01  # the steps lowered the reconstruction loss (NHP's draws are noise)
