@@ -232,7 +232,10 @@ def all_configs() -> dict[Path, str]:
                 if "every_n_train_steps" in callback["init_args"]:
                     callback["init_args"]["every_n_train_steps"] = QUICKSTART_EVERY
                 if callback["class_path"].endswith("EvaluationCallback"):
-                    callback["init_args"]["every_n_steps"] = QUICKSTART_EVERY
+                    # the reference's diagnostics as TensorBoard panels, at a few Hessians (about 2 s each here)
+                    callback["init_args"].update(
+                        every_n_steps=QUICKSTART_EVERY, hessian_samples=4, pairwise_histograms=True
+                    )
     comment = (
         "Quickstart: configs/procedural/tripod.yaml cut to 1,600 steps (about 10 minutes on a 2-core CPU), on the\n"
         "built-in procedural dataset (made on first use). At this size and budget Tripod reconstructs the\n"
