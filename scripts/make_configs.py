@@ -73,7 +73,8 @@ PROTOCOL = {
 #: quickstart's small networks and lr 1e-3, batch 32, 3,000 steps, evaluated every 500. The legs' weights are
 #: Shapes3D's (not tuned here). Selection threshold 23 dB on the float PSNR: measured on the quickstart Tripod,
 #: 19 dB (400 steps) reconstructs the background only, 23-24 dB (1,600-5,600 steps) shows each object as a blob
-#: of the right colour, place and size (docs/evaluation.md, "Procedural dataset").
+#: of the right colour, place and size (docs/evaluation.md, "Procedural dataset"); measured on the evaluation
+#: subset, so the selection reads the evaluation's PSNR (psnr_stage "eval").
 PROCEDURAL = {
     "hyper": {"klm": 1e-4, "nhp": 1e-2, "beta": 3.0, "qlae_wd": 0.1, "psnr": 23.0},
     "max_steps": 3_000,
@@ -136,7 +137,13 @@ def methods(h: dict, nhp_args: dict | None = None) -> dict[str, tuple[str, dict]
 
 
 def trainer(
-    root: str, max_steps: int, every: int, psnr: float, evaluation: dict | None = None, psnr_metric: str = "psnr_paper"
+    root: str,
+    max_steps: int,
+    every: int,
+    psnr: float,
+    evaluation: dict | None = None,
+    psnr_metric: str = "psnr_paper",
+    psnr_stage: str = "val",
 ) -> dict:
     """The Trainer section: checkpoints and validation every ``every`` steps, evaluations on ``evaluation``
     (EvaluationCallback's schedule arguments; default every ``every`` steps), model selection among the
@@ -162,6 +169,7 @@ def trainer(
             {
                 "class_path": "tripod_pl.callbacks.BestInfoMCheckpoint",
                 "init_args": {"psnr_threshold": psnr, "psnr_metric": psnr_metric}
+                | ({"psnr_stage": psnr_stage} if psnr_stage != "val" else {})
                 | ({"every_n_steps": every} if evaluation else {}),
             },
         ],
@@ -209,6 +217,9 @@ def all_configs() -> dict[Path, str]:
                     every=pro["every"],
                     psnr=pro["hyper"]["psnr"],
                     psnr_metric="psnr",
+                    # the evaluation subset's PSNR (2,000 images), on which the 23 dB threshold was measured; the
+                    # validation PSNR here (4 batches) reads about 2 dB lower (22.6 vs 24.8 dB for Tripod at 3,000)
+                    psnr_stage="eval",
                 ),
                 "limit_val_batches": 4,
                 "log_every_n_steps": 10,
