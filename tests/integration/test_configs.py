@@ -82,11 +82,12 @@ def test_dataset_configs_log_the_references_diagnostics_and_the_cpu_configs_do_n
 
 
 def _without_hessians(config: Path, tmp_path: Path) -> Path:
-    """The config with the evaluation's exact Hessians off (100 samples take minutes on a CPU)."""
+    """The config with the evaluation's costly parts off: exact Hessians (100 samples take minutes on a CPU),
+    DCI's forests and the figures (the evaluation itself is tested in tests/callbacks and tests/metrics)."""
     data = yaml.safe_load(config.read_text())
     for callback in data["trainer"]["callbacks"]:
         if callback["class_path"].endswith("EvaluationCallback"):
-            callback["init_args"]["hessian_samples"] = 0
+            callback["init_args"].update(hessian_samples=0, pairwise_histograms=False, dci=False, figures=False)
     out = tmp_path / config.name
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
