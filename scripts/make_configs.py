@@ -91,7 +91,8 @@ PROCEDURAL = {
         "eval_size": 2000,
     },
 }
-#: The quickstart is procedural Tripod cut short: about 10 minutes on an idle 2-core machine
+#: The quickstart is procedural Tripod cut short: about 12 minutes on an idle 2-core machine (estimated from the
+#: 2.3-2.5 steps/s measured under load, plus four evaluations; not yet timed on an idle machine)
 QUICKSTART_STEPS, QUICKSTART_EVERY = 1_600, 400
 
 
@@ -248,8 +249,8 @@ def all_configs() -> dict[Path, str]:
                         every_n_steps=QUICKSTART_EVERY, hessian_samples=4, pairwise_histograms=True
                     )
     comment = (
-        "Quickstart: configs/procedural/tripod.yaml cut to 1,600 steps (about 10 minutes on a 2-core CPU), on the\n"
-        "built-in procedural dataset (made on first use). At this size and budget Tripod reconstructs the\n"
+        "Quickstart: configs/procedural/tripod.yaml cut to 1,600 steps (about 12 minutes on an idle 2-core CPU),\n"
+        "on the built-in procedural dataset (made on first use). At this size and budget Tripod reconstructs the\n"
         "background, the objects' colour and place; the console lists the sources captured at each evaluation.\n"
         "make train  (or: tripod-train fit --config configs/quickstart.yaml)\n"
         "Watch it: tensorboard --logdir runs/quickstart\n"
