@@ -34,7 +34,9 @@ from tripod_pl.model import TripodAutoencoder
 from tripod_pl.tensors import to_numpy
 
 __all__ = [
+    "CAPTURED_NMI",
     "SCALARS",
+    "best_active_latents",
     "Evaluation",
     "decode_latents",
     "decoder_hessian_stats",
@@ -49,6 +51,19 @@ SCALARS = (
     "infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr", "psnr_paper", "weight_norm/encoder",
     "weight_norm/decoder",
 )  # fmt: skip
+
+#: a source is captured when some active latent has at least this NMI with it
+CAPTURED_NMI = 0.5
+
+
+def best_active_latents(nmi: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per source, its most informative active latent and that NMI: ``(K latent indices, K NMIs)``, with index
+    -1 and NMI 0 for every source when no latent is active. ``nmi`` is K x n_z, ``active`` n_z booleans."""
+    nmi, active = np.asarray(nmi, dtype=np.float64), np.asarray(active, dtype=bool)
+    if not active.any():
+        return np.full(nmi.shape[0], -1), np.zeros(nmi.shape[0])
+    best = np.argmax(np.where(active[None, :], nmi, -np.inf), axis=1)
+    return best, nmi[np.arange(nmi.shape[0]), best]
 
 
 @dataclass

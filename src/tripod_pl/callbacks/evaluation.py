@@ -49,7 +49,14 @@ from torch import Tensor
 
 from tripod_pl.callbacks import figures
 from tripod_pl.data.transforms import to_float_images
-from tripod_pl.evaluation import Evaluation, decode_latents, encode_and_reconstruct, evaluate_model
+from tripod_pl.evaluation import (
+    CAPTURED_NMI,
+    Evaluation,
+    best_active_latents,
+    decode_latents,
+    encode_and_reconstruct,
+    evaluate_model,
+)
 from tripod_pl.metrics.infomec import INFOE_PROTOCOLS
 from tripod_pl.model import TripodAutoencoder
 
@@ -68,10 +75,6 @@ def _model_of(pl_module: L.LightningModule) -> TripodAutoencoder:
     return model if isinstance(model, TripodAutoencoder) else pl_module  # type: ignore[return-value]
 
 
-#: a source is captured when some active latent has at least this NMI with it
-CAPTURED_NMI = 0.5
-
-
 def figure_samples(num_images: int, count: int, seed: int = 0) -> Tensor:
     """``count`` distinct indices into the evaluation subset, drawn once with their own seeded generator."""
     generator = torch.Generator().manual_seed(seed)
@@ -81,16 +84,14 @@ def figure_samples(num_images: int, count: int, seed: int = 0) -> Tensor:
 def source_summary(nmi: np.ndarray, active: np.ndarray, source_names: list[str] | None = None) -> str:
     """One line: for every source its best active latent's NMI, split into captured (NMI >= 0.5) and missed,
     e.g. ``"sources captured 2/3 (NMI >= 0.5): shape 0.91 (z2), scale 0.62 (z0); missed: hue 0.08 (z1)"``."""
-    nmi, active = np.asarray(nmi, dtype=np.float64), np.asarray(active, dtype=bool)
-    names = list(source_names) if source_names else [f"s{i}" for i in range(nmi.shape[0])]
-    masked = np.where(active[None, :], nmi, -np.inf)
+    latents, values = best_active_latents(nmi, active)
+    names = list(source_names) if source_names else [f"s{i}" for i in range(len(latents))]
     captured, missed = [], []
-    for i, name in enumerate(names):
-        if not active.any():
+    for name, j, value in zip(names, latents, values):
+        if j < 0:
             missed.append(f"{name} –")
             continue
-        j = int(np.argmax(masked[i]))
-        (captured if nmi[i, j] >= CAPTURED_NMI else missed).append(f"{name} {nmi[i, j]:.2f} (z{j})")
+        (captured if value >= CAPTURED_NMI else missed).append(f"{name} {value:.2f} (z{j})")
     line = f"sources captured {len(captured)}/{len(names)} (NMI >= {CAPTURED_NMI}): " + (", ".join(captured) or "none")
     return line + ("; missed: " + ", ".join(missed) if missed else "")
 

@@ -12,8 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from tripod_pl.evaluation import best_active_latents
 from tripod_pl.io import atomic_write_text
 
 __all__ = ["markdown_report", "report_paths", "write_report"]
@@ -56,15 +55,10 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     lines = [title, "", "| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     names, nmi, active = metrics.get("source_names"), metrics.get("nmi"), metrics.get("active")
     if names and nmi is not None:
-        nmi_arr = np.asarray(nmi, dtype=np.float64)
-        masked = np.where(np.asarray(active, dtype=bool)[None, :], nmi_arr, -np.inf)
+        latents, values = best_active_latents(nmi, active)
         lines += ["", "| source | best active latent | NMI |", "|---|---|---|"]
-        for i, name in enumerate(names):
-            if np.isfinite(masked[i]).any():
-                j = int(np.argmax(masked[i]))
-                lines.append(f"| {name} | z{j} | {nmi_arr[i, j]:.3f} |")
-            else:
-                lines.append(f"| {name} | – | – |")
+        for name, j, value in zip(names, latents, values):
+            lines.append(f"| {name} | z{j} | {value:.3f} |" if j >= 0 else f"| {name} | – | – |")
     data = metrics.get("data")
     kind = "discrete" if metrics.get("discrete") else "continuous"
     lines += [

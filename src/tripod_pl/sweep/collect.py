@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from tripod_pl.evaluation import CAPTURED_NMI, best_active_latents
 from tripod_pl.io import atomic_path, atomic_write_text
 from tripod_pl.sweep.runner import record_result
 from tripod_pl.sweep.spec import SweepSpec
@@ -27,14 +28,10 @@ __all__ = ["CAPTURED_NMI", "SCORES", "collect", "markdown_table", "nmi_figure", 
 
 #: the scores of the table, in order
 SCORES = ("infom", "infoc", "infoe", "d", "c", "i", "psnr")
-#: a source is captured when some active latent has at least this NMI with it
-CAPTURED_NMI = 0.5
 
 
 def _best_nmi(metrics: dict[str, Any]) -> dict[str, float]:
-    nmi = np.asarray(metrics["nmi"], dtype=np.float64)
-    active = np.asarray(metrics["active"], dtype=bool)
-    best = np.where(active[None, :], nmi, 0.0).max(axis=1) if active.any() else np.zeros(nmi.shape[0])
+    _, best = best_active_latents(metrics["nmi"], metrics["active"])
     return {str(name): float(v) for name, v in zip(metrics["source_names"], best)}
 
 
