@@ -5,6 +5,7 @@
     tripod-data generate toy.h5 [--factor-sizes 2 2 2 2 2 2 2 | --factor-sizes shape=3 scale=2] [--seed 0] [--force]
     tripod-data convert {shapes3d,mpi3d,falcor3d,isaac3d} SRC OUT.h5 [--factor-sizes N1 N2 ...] [--workers N]
     tripod-data info FILE.h5
+    tripod-data download NAME DIR [--convert] [--out OUT.h5] [--quiet]
 
 A problem with the input (missing or malformed file, wrong layout, out-of-range sources, missing or
 unreadable images) is one line on stderr, ``tripod-data: error: ...``, and exit status 2; no traceback.
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 from tripod_pl.data.layout import DatasetError, read_info
 from tripod_pl.data.prepare.converters import PUBLISHED, convert
+from tripod_pl.data.prepare.download import NAMES, convert_downloaded, download
 from tripod_pl.data.prepare.procedural import DEFAULT_FACTORS, generate_procedural
 
 PROG = "tripod-data"
@@ -72,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="check a dataset file and print its layout")
     info.add_argument("file")
+
+    dl = sub.add_parser("download", help="download a published dataset, checksum-verified, resumable")
+    dl.add_argument("name", choices=list(NAMES))
+    dl.add_argument("dir", help="folder for the published files")
+    dl.add_argument("--convert", action="store_true", help="then convert them (to DIR/NAME.h5 unless --out)")
+    dl.add_argument("--out", help="output HDF5 file of --convert")
+    dl.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -90,6 +99,11 @@ def _run(args: argparse.Namespace) -> None:
             args.dataset, args.src, args.out, args.factor_sizes, workers=args.workers, progress=not args.quiet
         )
         print(info.describe())
+    elif args.command == "download":
+        for fetched in download(args.name, args.dir, progress=not args.quiet):
+            print(fetched.describe(), file=sys.stdout if fetched.verified else sys.stderr)
+        if args.convert:
+            print(convert_downloaded(args.name, args.dir, args.out, progress=not args.quiet).describe())
     else:
         print(read_info(args.file).describe())
 
