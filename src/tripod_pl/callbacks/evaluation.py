@@ -12,11 +12,13 @@ set aside (Lightning's ``isolate_rng``), and logs
   ``trainer.global_step``) and into ``trainer.callback_metrics``, where checkpoint callbacks
   (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`, ``ModelCheckpoint(monitor="eval/infom")``) read them;
   ``callback_metrics["eval/step"]`` says which step they belong to;
-- with a TensorBoard logger: figures ``eval/nmi`` (heatmap, inactive latents hatched), ``eval/reconstructions``
-  (labelled originals above their reconstructions, PSNR in the title), ``eval/traversals`` (each sample's
-  input, then every active latent swept, its values above the cells, rows naming the source it explains
-  best and that NMI), ``eval/latent_histograms``, a histogram ``eval/latents/z<j>`` per latent, ``eval/hessian``
-  (with ``hessian_samples``) and ``eval/pairwise_latents`` (with ``pairwise_histograms``). The
+- with a logger that shows images (TensorBoard, W&B, MLflow; a CSV logger gets PNG files, see
+  :mod:`tripod_pl.callbacks.loggers`): figures ``eval/nmi`` (heatmap, inactive latents hatched),
+  ``eval/reconstructions`` (labelled originals above their reconstructions, PSNR in the title),
+  ``eval/traversals`` (each sample's input, then every active latent swept, its values above the cells, rows
+  naming the source it explains best and that NMI), ``eval/latent_histograms``, a histogram
+  ``eval/latents/z<j>`` per latent, ``eval/hessian`` (with ``hessian_samples``), ``eval/pairwise_latents``
+  (with ``pairwise_histograms``) and the GIF ``eval/traversal_animation`` (with ``animation_frames``). The
   figures show the same seeded random images at every evaluation (:func:`figure_samples`);
 - on the console: the scalars, and which sources are captured (:func:`source_summary`: each source's best
   active latent and its NMI, captured at NMI >= 0.5).
@@ -42,12 +44,13 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor
 
+from tripod_pl.animation import animation_frames, header_labels, traversal_animation
 from tripod_pl.callbacks import figures
+from tripod_pl.callbacks.loggers import FigureWriter
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import (
     CAPTURED_NMI,
@@ -123,6 +126,8 @@ class EvaluationCallback(Callback):
             as ``eval/hessian``. The authors' evaluation uses 100.
         pairwise_histograms: log ``eval/pairwise_latents``, the 2-D histograms of every pair of active latents
             (:func:`~tripod_pl.callbacks.figures.pairwise_latent_histograms`), with figures.
+        animation_frames: frames of ``eval/traversal_animation``, a looping GIF of the traversal samples with
+            every active latent cycled across its range (:mod:`tripod_pl.animation`; 0: off), with figures.
 
     The reference's schedule (kylehkhsu/tripod ``scripts/train_*.py``: at the start, every 2,000 steps until
     10,000, then every 10,000) is ``every_n_steps=10_000, dense_every_n_steps=2_000, dense_until=10_000,
@@ -147,6 +152,7 @@ class EvaluationCallback(Callback):
         infoe_protocol: str = "paper",
         hessian_samples: int = 0,
         pairwise_histograms: bool = False,
+        animation_frames: int = 20,
     ) -> None:
         super().__init__()
         if every_n_steps is not None and every_n_steps < 1:
@@ -159,6 +165,8 @@ class EvaluationCallback(Callback):
             raise ValueError(f"hessian_samples must be >= 0, got {hessian_samples}")
         if infoe_protocol not in INFOE_PROTOCOLS:
             raise ValueError(f"infoe_protocol must be one of {INFOE_PROTOCOLS}, got {infoe_protocol!r}")
+        if animation_frames < 0 or animation_frames == 1:
+            raise ValueError(f"animation_frames must be 0 (off) or at least 2, got {animation_frames}")
         if traversal_steps < 2:
             raise ValueError(f"traversal_steps must be at least 2, got {traversal_steps}")
         self.every_n_steps = every_n_steps
@@ -174,6 +182,7 @@ class EvaluationCallback(Callback):
         self.num_reconstructions = num_reconstructions
         self.infoe_protocol, self.hessian_samples = infoe_protocol, int(hessian_samples)
         self.pairwise_histograms = pairwise_histograms
+        self.animation_frames = int(animation_frames)
         #: global step of the latest evaluation (saved in checkpoints, so a resumed run does not repeat it)
         self.last_step: int | None = None
         #: global steps evaluated by this instance in this process (for inspection and tests)
@@ -293,14 +302,14 @@ class EvaluationCallback(Callback):
             )
         self.last_evaluation = result
         scalars = {**result.scalars, "seconds": result.seconds}
-        tensorboard = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if self.figures and tensorboard is not None:
+        writer = FigureWriter(trainer.loggers)  # TensorBoard, W&B, MLflow, CSV (tripod_pl.callbacks.loggers)
+        if self.figures and writer.takes_figures:
             names = [
                 str(n)
                 for n in getattr(trainer.datamodule, "source_names", None)
                 or [f"s{i}" for i in range(result.nmi.shape[0])]
             ]
-            self._log_figures(tensorboard.experiment, model, result, images, names, step)
+            self._log_figures(writer, model, result, images, names, step)
         return scalars
 
     def _log_figures(
@@ -333,6 +342,10 @@ class EvaluationCallback(Callback):
                 decoded, [labels[j] for j in dims], values=values.cpu(), originals=to_float_images(images[shown[:s]])
             )
             writer.add_figure("eval/traversals", grid, step)
+            if self.animation_frames > 0:
+                cycled = traversal_animation(model, latents, dims, picked, self.animation_frames, None, self.batch_size)
+                frames = animation_frames(cycled, header_labels(dims, result.nmi, names))
+                writer.add_video("eval/traversal_animation", frames, step, fps=10)
 
         writer.add_figure("eval/latent_histograms", figures.latent_histograms(latents, result.active), step)
         host = latents.cpu()

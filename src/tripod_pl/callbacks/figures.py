@@ -113,15 +113,18 @@ def reconstruction_grid(originals: Tensor, reconstructions: Tensor, ncols: int =
 def traversal_latents(latents: Tensor, values: Tensor, dims: Sequence[int]) -> Tensor:
     """Latent codes of a traversal: S x D x T x n_z, where sample ``s``'s latent ``dims[d]`` takes ``values[d, t]``.
 
-    ``latents`` is S x n_z (the samples to traverse), ``values`` D x T (the values swept for each traversed dim).
+    ``latents`` is S x n_z (the samples to traverse), ``values`` D x T (the values swept for each traversed dim,
+    the same for every sample) or S x D x T (each sample its own sweep, as the animations' cycles).
     """
     s, n_z = latents.shape
-    d, t = values.shape
+    if values.ndim not in (2, 3) or (values.ndim == 3 and values.shape[0] != s):
+        raise ValueError(f"values must be D x T or {s} x D x T, got shape {tuple(values.shape)}")
+    d, t = values.shape[-2:]
     if d != len(dims):
         raise ValueError(f"{d} rows of values for {len(dims)} traversed latents")
     z = latents[:, None, None, :].expand(s, d, t, n_z).clone()
     for row, dim in enumerate(dims):
-        z[:, row, :, dim] = values[row].to(z)
+        z[:, row, :, dim] = values[..., row, :].to(z)
     return z
 
 
