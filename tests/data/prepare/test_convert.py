@@ -32,7 +32,15 @@ def _reference_resize(images: np.ndarray) -> np.ndarray:
 
 def test_documented_sizes_match_design() -> None:
     counts = {name: int(np.prod(spec.factor_sizes)) for name, spec in PUBLISHED.items()}
-    assert counts == {"shapes3d": 480_000, "mpi3d": 460_800, "falcor3d": 233_280, "isaac3d": 737_280}
+    assert counts == {
+        "shapes3d": 480_000,
+        "mpi3d": 460_800,
+        "falcor3d": 233_280,
+        "isaac3d": 737_280,
+        "dsprites": 737_280,
+        "smallnorb": 48_600,
+        "cars3d": 17_568,
+    }
 
 
 def test_shapes3d(tmp_path: Path) -> None:

@@ -10,11 +10,19 @@ falcor3d   ``Falcor3D_down128/images/000000.png ...`` (128 px) and      NVlabs/H
            ``train-rec.labels`` (NumPy array, N x 7)
 isaac3d    ``Isaac3D_down128/images/000000.png ...`` (128 px) and       NVlabs/High-res-disentanglement-datasets
            ``labels.npy`` (N x 9)
+dsprites   ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``: ``imgs``  Google DeepMind, dsprites-dataset
+           (0/1 pixels), ``latents_classes`` (``dsprites.py``)
+smallnorb  folder of ``smallnorb-5x46789x9x18x6x2x96x96-training-``    NYU, norb-v1.0-small
+           ``{dat,cat,info}.mat`` and the ``5x01235...-testing-``
+           ones (``smallnorb.py``)
+cars3d     folder of ``car_001_mesh.mat ...`` (``cars3d.py``)          Reed et al., scottreed.info
 =========  ==========================================================  ===========================================
 
 Factor values map to indices by rank among their sorted unique values; the rows must be the full factorial
 grid in the documented order (``factors.py``). Images are read a block at a time (PNGs by a process pool),
-resized to 64x64 and written through ``DatasetWriter`` (temporary file, renamed when complete)::
+resized to 64x64; grayscale images (dSprites, SmallNORB) get their one channel replicated to RGB, as the
+layout and the networks have three channels. Everything is written through ``DatasetWriter`` (temporary file,
+renamed when complete)::
 
     convert("falcor3d", "Falcor3D_down128", "falcor3d.h5", workers=4)
 """
@@ -33,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tripod_pl.data.layout import DatasetError, DatasetInfo, open_hdf5
+from tripod_pl.data.prepare import cars3d, dsprites, smallnorb
 from tripod_pl.data.prepare.factors import (
     check_factorial_order,
     check_row_count,
@@ -169,7 +178,15 @@ PUBLISHED: dict[str, Published] = {
         (3, 8, 5, 4, 4, 4, 6, 4, 4),
         _png_opener("labels.npy"),
     ),
+    "dsprites": Published(dsprites.NAMES, dsprites.SIZES, dsprites.open_dsprites),
+    "smallnorb": Published(smallnorb.NAMES, smallnorb.SIZES, smallnorb.open_smallnorb),
+    "cars3d": Published(cars3d.NAMES, cars3d.SIZES, cars3d.open_cars3d),
 }
+
+
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """``N x H x W x 3`` images unchanged; ``N x H x W x 1`` (grayscale) with the channel replicated three times."""
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
 def convert(
@@ -199,6 +216,6 @@ def convert(
     # closing: a failure stops the reading (and its process pool) at once, not at garbage collection
     with closing(batches), bar, DatasetWriter(out, n, (TARGET_SIZE, TARGET_SIZE, 3), names, sizes) as writer:
         for images, sources in batches:
-            writer.write(resize_images(np.asarray(images)), sources)
+            writer.write(to_rgb(resize_images(np.asarray(images))), sources)
             bar.update(len(images))
     return DatasetInfo(os.fspath(out), n, (TARGET_SIZE, TARGET_SIZE, 3), names, sizes)

@@ -1,0 +1,168 @@
+"""SmallNORB (LeCun, Huang & Bottou, 2004) from its published binary matrices, training and testing merged.
+
+Each split is three files in the NORB "binary matrix" format: a little-endian header ``int32 magic``,
+``int32 ndim``, ``int32 dim[max(3, ndim)]`` (unused trailing dims are 1), then the C-order data.
+
+- ``...-dat.mat``: byte matrix (magic ``0x1E3D4C55``), ``N x 2 x 96 x 96``, a stereo pair per row;
+- ``...-cat.mat``: int32 matrix (magic ``0x1E3D4C54``), ``N``, the category 0..4;
+- ``...-info.mat``: int32 matrix, ``N x 4``: instance, elevation 0..8, azimuth 0, 2, .., 34, lighting 0..5.
+
+The training split holds instances 4, 6, 7, 8, 9 of every category and the testing split 0, 1, 2, 3, 5; merged
+(as disentanglement_lib does) they are the full grid category 5 x instance 10 x elevation 9 x azimuth 18 x
+lighting 6 = 48,600 images. Values become indices by rank (azimuth 2k -> k). The published rows are not in
+grid order: they are sorted into it, and a combination occurring twice is an error. The first image of each
+pair (camera 0, the left one, as disentanglement_lib) is kept. Images are read through a memory map, a block
+of output rows at a time; the single channel is replicated to RGB by the converter::
+
+    n, batches = open_smallnorb(Path("smallnorb"), list(NAMES), list(SIZES), 1)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tripod_pl.data.layout import DatasetError
+from tripod_pl.data.prepare.factors import check_row_count, factorial_indices, values_to_indices
+
+NAMES = ("category", "instance", "elevation", "azimuth", "lighting")
+SIZES = (5, 10, 9, 18, 6)
+SPLITS = ("smallnorb-5x46789x9x18x6x2x96x96-training", "smallnorb-5x01235x9x18x6x2x96x96-testing")
+BYTE_MAGIC = 0x1E3D4C55
+INT_MAGIC = 0x1E3D4C54
+_DTYPES = {BYTE_MAGIC: np.dtype(np.uint8), INT_MAGIC: np.dtype("<i4")}
+_KINDS = {BYTE_MAGIC: "byte", INT_MAGIC: "int32"}
+READ_ROWS = 1024
+
+Batches = Generator[tuple[np.ndarray, np.ndarray], None, None]
+
+
+def split_files(src: Path, split: str) -> tuple[Path, Path, Path]:
+    """The ``-dat``, ``-cat`` and ``-info`` files of one split in folder ``src``."""
+    return tuple(src / f"{split}-{kind}.mat" for kind in ("dat", "cat", "info"))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BinaryMatrix:
+    """A NORB binary matrix file: where its data starts and how to view it."""
+
+    path: Path
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int
+
+    def memmap(self) -> np.ndarray:
+        """The matrix, memory-mapped read-only."""
+        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
+
+
+def read_header(path: Path, magic: int) -> BinaryMatrix:
+    """Parses the header of ``path``, which must be a matrix of type ``magic`` whose data fills the file."""
+    if not path.is_file():
+        gz = path.with_name(path.name + ".gz")
+        hint = f"; found {gz.name}, decompress it first (gunzip)" if gz.is_file() else ""
+        raise DatasetError(path, f"no such file{hint}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise DatasetError(path, f"truncated: {size} bytes, shorter than a binary matrix header")
+        found, ndim = struct.unpack("<ii", head)
+        if found != magic:
+            raise DatasetError(
+                path,
+                f"not a NORB {_KINDS[magic]} matrix: magic number 0x{found & 0xFFFFFFFF:08X}, expected 0x{magic:08X}",
+            )
+        if not 1 <= ndim <= 16:
+            raise DatasetError(path, f"header announces {ndim} dimensions")
+        stored = max(3, ndim)
+        raw = f.read(4 * stored)
+        if len(raw) < 4 * stored:
+            raise DatasetError(path, f"truncated: {size} bytes, shorter than its header")
+    dims = struct.unpack(f"<{stored}i", raw)
+    shape = tuple(int(d) for d in dims[:ndim])
+    if any(d < 0 for d in shape):
+        raise DatasetError(path, f"header announces negative dimensions {shape}")
+    offset = 8 + 4 * stored
+    dtype = _DTYPES[magic]
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size != expected:
+        what = "truncated" if size < expected else "longer than its header announces"
+        shape_text = " x ".join(str(d) for d in shape)
+        raise DatasetError(path, f"{what}: {size} bytes, a {shape_text} {_KINDS[magic]} matrix takes {expected}")
+    return BinaryMatrix(path, dtype, shape, offset)
+
+
+def _open_split(src: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Memory-mapped ``dat`` (``N x 2 x H x W``) and the ``N x 5`` factor values of one split."""
+    dat_path, cat_path, info_path = split_files(src, split)
+    dat = read_header(dat_path, BYTE_MAGIC)
+    cat = read_header(cat_path, INT_MAGIC)
+    info = read_header(info_path, INT_MAGIC)
+    if len(dat.shape) != 4 or dat.shape[1] != 2:
+        raise DatasetError(dat_path, f"must be an N x 2 x H x W matrix (stereo pairs), found {dat.shape}")
+    n = dat.shape[0]
+    if n == 0:
+        raise DatasetError(dat_path, "holds no images")
+    if cat.shape not in ((n,), (n, 1)):
+        raise DatasetError(
+            cat_path, f"must be a vector of {n} categories (the rows of the -dat file), found {cat.shape}"
+        )
+    if info.shape != (n, 4):
+        raise DatasetError(
+            info_path, f"must be an {n} x 4 matrix (instance, elevation, azimuth, lighting), found {info.shape}"
+        )
+    values = np.column_stack([cat.memmap().reshape(n), info.memmap()]).astype(np.int64)
+    return dat.memmap(), values
+
+
+def grid_order(indices: np.ndarray, names: list[str], sizes: list[int], path: Path) -> np.ndarray:
+    """The permutation putting rows in row-major grid order; every combination must occur exactly once."""
+    check_row_count(len(indices), sizes, path, "images")
+    linear = np.ravel_multi_index(tuple(indices.T), sizes)
+    order = np.argsort(linear, kind="stable")
+    repeated = np.flatnonzero(linear[order][1:] == linear[order][:-1])
+    if repeated.size:
+        first, second = sorted(int(r) for r in order[repeated[0] : repeated[0] + 2])
+        combo = " ".join(f"{name}={int(i)}" for name, i in zip(names, indices[first]))
+        raise DatasetError(
+            path,
+            f"the source indices {combo} occur twice (rows {first} and {second} of training then testing), "
+            "so the images are not a full factorial grid",
+        )
+    return order
+
+
+def open_smallnorb(src: Path, names: list[str], sizes: list[int], workers: int) -> tuple[int, Batches]:
+    """Row count and ``(images N x H x W x 1, source indices)`` blocks in grid order, checked before any image."""
+    if not src.is_dir():
+        raise DatasetError(src, "no such directory (expected the folder of the six smallnorb-*.mat files)")
+    parts = [_open_split(src, split) for split in SPLITS]
+    if parts[0][0].shape[2:] != parts[1][0].shape[2:]:
+        raise DatasetError(
+            split_files(src, SPLITS[1])[0],
+            f"images are {parts[1][0].shape[2:]}, the training ones {parts[0][0].shape[2:]}",
+        )
+    values = np.concatenate([values for _, values in parts])
+    n = len(values)
+    check_row_count(n, sizes, src, "images (training and testing)")
+    indices = values_to_indices(values, names, sizes, src)
+    order = grid_order(indices, names, sizes, src)
+    n_train = len(parts[0][1])
+    h, w = parts[0][0].shape[2:]
+
+    def batches() -> Batches:
+        for start in range(0, n, READ_ROWS):
+            rows = order[start : start + READ_ROWS]
+            images = np.empty((len(rows), h, w, 1), dtype=np.uint8)
+            for split, (dat, _) in enumerate(parts):
+                take = (rows >= n_train) if split else (rows < n_train)
+                local = rows[take] - (n_train if split else 0)
+                images[take, :, :, 0] = dat[local, 0]
+            yield images, factorial_indices(start, start + len(rows), sizes)
+
+    return n, batches()
