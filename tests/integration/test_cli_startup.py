@@ -42,7 +42,7 @@ def test_quick_answers(capsys):
     assert out.startswith("usage: tripod-train") and all(f"  {name} " in out for name in SUBCOMMANDS)
     assert quick_answer(["fitt"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "tripod-train: error: invalid subcommand 'fitt' (choose from fit, validate, test, predict, evaluate)"
+        "tripod-train: error: invalid subcommand 'fitt' (choose from fit, validate, test, predict, evaluate, traverse)"
     )
     assert quick_answer(["fit", "--help"]) is None and quick_answer(["-c", "x.yaml"]) is None
 

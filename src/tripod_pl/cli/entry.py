@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "test": "Perform one evaluation epoch over the test set.",
     "predict": "Run inference on your data.",
     "evaluate": "Compute InfoMEC, DCI and PSNR of a checkpoint on its evaluation subset; write them as JSON + Markdown",
+    "traverse": "Animate a checkpoint's latent traversals: one looping GIF per active latent and one of all of them",
 }
 
 USAGE = f"usage: {PROG} [-h] [-c CONFIG] [--print_config[=flags]] {{{','.join(SUBCOMMANDS)}}} ..."

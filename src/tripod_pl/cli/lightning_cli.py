@@ -1,11 +1,13 @@
-"""``tripod-train``: the LightningCLI entry point (``fit``, ``validate``, ``test``, ``predict``, ``evaluate``).
+"""``tripod-train``: the LightningCLI entry point (``fit``, ``validate``, ``test``, ``predict``, ``evaluate``,
+``traverse``).
 
 Everything is configured through typed ``__init__`` signatures: ``tripod-train fit --print_config`` shows the
 whole system, ``tripod-train fit --config configs/shapes3d/tripod.yaml --trainer.max_steps 1000`` trains.
 Plugin legs (entry-point group ``tripod_pl.legs``) are imported before parsing, so a config can name them.
 The number of latents and the dataset size are taken from the data file (``data.num_sources`` ->
-``model.num_sources``, ``data.dataset_size`` -> ``model.dataset_size``). ``evaluate`` is a subcommand of its
-own (:mod:`tripod_pl.cli.evaluate`): it restores the model and the data from a checkpoint, so it needs no config.
+``model.num_sources``, ``data.dataset_size`` -> ``model.dataset_size``). ``evaluate`` (:mod:`tripod_pl.cli.evaluate`)
+and ``traverse`` (:mod:`tripod_pl.cli.traverse`, traversal GIFs) are subcommands of their own: they restore the
+model and the data from a checkpoint, so they need no config.
 
 A resumed ``fit`` (``--ckpt_path last``, a path, or SLURM's automatic ``hpc`` checkpoint) continues the run it
 resumes (:class:`ResumedRun`): ``last.ckpt`` is overwritten with the newest state (Lightning would write
@@ -35,6 +37,8 @@ from tripod_pl.callbacks.rng import RNGStateCallback
 from tripod_pl.callbacks.selection import BestInfoMCheckpoint
 from tripod_pl.cli.evaluate import DESCRIPTION as EVALUATE_DESCRIPTION
 from tripod_pl.cli.evaluate import CheckpointError, evaluate_parser, run_evaluate
+from tripod_pl.cli.traverse import DESCRIPTION as TRAVERSE_DESCRIPTION
+from tripod_pl.cli.traverse import TraverseOptionError, run_traverse, traverse_parser
 from tripod_pl.data import DatasetError, HDF5DataModule
 from tripod_pl.legs.registry import load_plugins
 from tripod_pl.module import TripodModule
@@ -151,23 +155,31 @@ def check_built(module: TripodModule, data: HDF5DataModule | None) -> None:
 
 
 class TripodCLI(LightningCLI):
-    """LightningCLI for :class:`TripodModule` and :class:`HDF5DataModule`, with an ``evaluate`` subcommand.
+    """LightningCLI for :class:`TripodModule` and :class:`HDF5DataModule`, with ``evaluate`` and ``traverse``
+    subcommands (they restore everything from a checkpoint; no Trainer is built for them).
 
     Checkpoints without an explicit ``dirpath`` go to ``<default_root_dir>/checkpoints`` (not into the
     logger's ``version_N`` folder), so a resumed run (``fit --ckpt_path last``) finds the interrupted one's.
     """
 
     EVALUATE = "evaluate"
+    TRAVERSE = "traverse"
 
-    # ``evaluate`` is not a Trainer method: it gets its own parser, and the Trainer steps are skipped for it.
+    # ``evaluate`` and ``traverse`` are not Trainer methods: each gets its own parser, and the Trainer steps are
+    # skipped for them.
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
-        subparser = evaluate_parser()
-        parser._subcommands_action.add_subcommand(self.EVALUATE, subparser, help=EVALUATE_DESCRIPTION)
-        self._subcommand_parsers[self.EVALUATE] = subparser
+        for name, make, text in (
+            (self.EVALUATE, evaluate_parser, EVALUATE_DESCRIPTION),
+            (self.TRAVERSE, traverse_parser, TRAVERSE_DESCRIPTION),
+        ):
+            subparser = make()
+            parser._subcommands_action.add_subcommand(name, subparser, help=text)
+            self._subcommand_parsers[name] = subparser
 
     def _evaluating(self) -> bool:
-        return self.config.get("subcommand") == self.EVALUATE
+        """Whether the subcommand is one of ours (``evaluate``, ``traverse``), which builds no Trainer."""
+        return self.config.get("subcommand") in (self.EVALUATE, self.TRAVERSE)
 
     def _parse_ckpt_path(self) -> None:
         if not self._evaluating():  # evaluate restores the model itself
@@ -194,6 +206,9 @@ class TripodCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         if subcommand == self.EVALUATE:
             run_evaluate(self.config[self.EVALUATE])
+            return
+        if subcommand == self.TRAVERSE:
+            run_traverse(self.config[self.TRAVERSE])
             return
         if subcommand == "fit":
             self._continue_run(self.config["fit"].get("ckpt_path"))
@@ -260,7 +275,7 @@ def run(args: Sequence[str] | None = None) -> TripodCLI:
             args=list(args) if args is not None else None,
             auto_configure_optimizers=False,
         )
-    except (ConfigError, DatasetError, CheckpointError) as err:
+    except (ConfigError, DatasetError, CheckpointError, TraverseOptionError) as err:
         print(f"tripod-train: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
