@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -29,6 +29,7 @@ from tripod_pl.data.transforms import as_model_input
 from tripod_pl.legs import functional as LF
 from tripod_pl.legs.base import Bottleneck, Leg, Regularizer, StepContext
 from tripod_pl.legs.registry import build_leg
+from tripod_pl.legs.schedules import Schedule, build_schedule
 from tripod_pl.nets import Decoder, Encoder, MLPEncoder
 
 __all__ = ["RECONSTRUCTION_LOSSES", "LossTerms", "TripodAutoencoder"]
@@ -73,6 +74,9 @@ class TripodAutoencoder(nn.Module):
         reconstruction_loss: ``"bce"`` (binary cross-entropy of the logits against ``(x + 1) / 2``, the paper's)
             or ``"dssim"`` (``mean_batch (1 - SSIM(sigmoid(logits), (x + 1) / 2)) / 2``, the reference's
             ``structural_dissimilarity_index_measure``; :func:`tripod_pl.legs.functional.dssim`).
+        weight_schedules: term name -> :class:`~tripod_pl.legs.schedules.Schedule` (or its spec): the term's
+            weight is multiplied by ``schedule(step)`` when :meth:`compute_terms` gets the training step
+            (docs/legs.md, "Weight schedules").
     """
 
     def __init__(
@@ -90,8 +94,10 @@ class TripodAutoencoder(nn.Module):
         gelu_approximate: str = "tanh",
         encoder_type: str = "residual",
         reconstruction_loss: str = "bce",
+        weight_schedules: Mapping[str, Schedule | dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
+        self.weight_schedules = {name: build_schedule(s) for name, s in (weight_schedules or {}).items()}
         if encoder_type not in ("residual", "mlp"):
             raise ValueError(f"encoder_type must be 'residual' or 'mlp', got {encoder_type!r}")
         if reconstruction_loss not in RECONSTRUCTION_LOSSES:
@@ -142,6 +148,16 @@ class TripodAutoencoder(nn.Module):
         """The legs as plain data (``bottleneck`` and ``regularizers``), from which a checkpoint rebuilds them."""
         return {"bottleneck": self.bottleneck.spec(), "regularizers": [r.spec() for r in self.regularizers]}
 
+    def schedule_specs(self) -> dict[str, Any]:
+        """The weight schedules as plain data, by term."""
+        return {name: s.spec() for name, s in self.weight_schedules.items()}
+
+    def scheduled_weights(self, step: int) -> dict[str, float]:
+        """The weight at ``step`` of every scheduled term: its leg's weight (1 if the leg lists none) times
+        ``schedule(step)``."""
+        base = {name: w for leg in self.legs for name, w in leg.weights.items()}
+        return {name: base.get(name, 1.0) * s(step) for name, s in self.weight_schedules.items()}
+
     # ---- inference ----------------------------------------------------------------------------------
     # Inference: without gradients (training goes through compute_terms). Images may be uint8 pixels as the
     # dataset files hold them (N x H x W x 3) or channels first, or float in [-1, 1]: see as_model_input.
@@ -170,13 +186,14 @@ class TripodAutoencoder(nn.Module):
         return self.decode(self.bottleneck(self.encoder(self._images(x))).z)
 
     # ---- training -----------------------------------------------------------------------------------
-    def compute_terms(self, x: Tensor) -> LossTerms:
+    def compute_terms(self, x: Tensor, step: int | None = None) -> LossTerms:
         """``(loss, unweighted terms, logits)`` for a batch of images in [-1, 1].
 
         The reconstruction term is the binary cross-entropy between the logits and ``(x + 1) / 2``, averaged
         over pixels (``reconstruction_loss="bce"``), or the structural dissimilarity ``(1 - SSIM) / 2`` of
         ``sigmoid(logits)`` and ``(x + 1) / 2`` averaged over images (``"dssim"``); each leg's term enters the
-        loss multiplied by its weight (``leg.weights``, default 1).
+        loss multiplied by its weight (``leg.weights``, default 1), times its weight schedule at the training
+        ``step`` if it has one and ``step`` is given (without a step, the legs' weights as configured).
         """
         latents = self.bottleneck(self.encoder(x))
         logits = self.decoder(latents.z)
@@ -194,12 +211,20 @@ class TripodAutoencoder(nn.Module):
                     raise KeyError(f"loss term {name!r} of {type(leg).__name__} is already taken by another leg")
                 terms[name] = value
                 weights[name] = leg.weights.get(name, 1.0)
+        if self.weight_schedules:
+            unknown = sorted(set(self.weight_schedules) - set(terms))
+            if unknown:
+                raise ValueError(
+                    f"weight_schedules: no leg returns the term(s) {unknown}; the terms are {sorted(terms)}"
+                )
+            if step is not None:
+                weights.update(self.scheduled_weights(step))
         loss = sum(weights[name] * value for name, value in terms.items())
         return LossTerms(loss, terms, logits)
 
-    def forward(self, x: Tensor) -> LossTerms:
+    def forward(self, x: Tensor, step: int | None = None) -> LossTerms:
         """Same as :meth:`compute_terms` (so hooks, DDP wrappers and ``torch.compile`` see the training pass)."""
-        return self.compute_terms(x)
+        return self.compute_terms(x, step)
 
     def parameter_groups(self, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         """Optimizer groups: ``decay`` (``weight_decay``) and ``no_decay`` (0).
@@ -210,14 +235,21 @@ class TripodAutoencoder(nn.Module):
         and the decoder's learned input -- while their biases (normalization shifts included) and every leg
         parameter (the codebook) do not. Tripod's reference trains with weight decay 0, so the split matters
         only where ``weight_decay`` is set (docs/reference.md, "QLAE").
+
+        A leg with an ``optimizer_groups()`` method (FactorVAE's discriminator) adds the groups it returns, with
+        their own hyper-parameters (``lr``, ``betas``, ``weight_decay``) overriding the optimizer's defaults; its
+        parameters in them are left out of ``no_decay``.
         """
+        own = [g for leg in self.legs if hasattr(leg, "optimizer_groups") for g in leg.optimizer_groups()]
+        owned = {id(p) for g in own for p in g["params"]}
         decay, no_decay = [], []
         for module in (self.encoder, self.decoder):
             for name, param in module.named_parameters():
                 if param.requires_grad:
                     (no_decay if name.rsplit(".", 1)[-1] == "bias" else decay).append(param)
-        no_decay += [p for leg in self.legs for p in leg.parameters() if p.requires_grad]
+        no_decay += [p for leg in self.legs for p in leg.parameters() if p.requires_grad and id(p) not in owned]
         return [
             {"name": "decay", "params": decay, "weight_decay": weight_decay},
             {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+            *own,
         ]

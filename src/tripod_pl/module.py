@@ -13,13 +13,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
 from torch import Tensor
 
 from tripod_pl.legs.base import Bottleneck, Regularizer
+from tripod_pl.legs.schedules import Schedule
 from tripod_pl.metrics.reconstruction import psnr, psnr_paper
 from tripod_pl.model import LossTerms, TripodAutoencoder
 
@@ -34,6 +35,8 @@ class TripodModule(L.LightningModule):
             image_size, activation_norm, gelu_approximate, encoder_type, reconstruction_loss: the model's, see
             :class:`~tripod_pl.model.TripodAutoencoder` (``num_sources`` and ``dataset_size`` are linked from
             the data by the CLI).
+        weight_schedules: term name -> schedule of its weight over the global step (the model's, see
+            :class:`~tripod_pl.model.TripodAutoencoder`); each scheduled weight is logged as ``weights/<term>``.
         lr, betas: AdamW parameters.
         weight_decay: AdamW weight decay on the encoder's and decoder's weights; their biases and the legs'
             parameters never decay (:meth:`~tripod_pl.model.TripodAutoencoder.parameter_groups`).
@@ -54,12 +57,13 @@ class TripodModule(L.LightningModule):
         gelu_approximate: str = "tanh",
         encoder_type: str = "residual",
         reconstruction_loss: str = "bce",
+        weight_schedules: Mapping[str, Schedule] | None = None,
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["bottleneck", "regularizers"])
+        self.save_hyperparameters(ignore=["bottleneck", "regularizers", "weight_schedules"])
         self.model = TripodAutoencoder(
             bottleneck,
             regularizers,
@@ -74,10 +78,12 @@ class TripodModule(L.LightningModule):
             gelu_approximate=gelu_approximate,
             encoder_type=encoder_type,
             reconstruction_loss=reconstruction_loss,
+            weight_schedules=weight_schedules,
         )
         # the resolved values: the number of latents, and the legs as plain data, so a checkpoint rebuilds them
         # (plugins included) without pickling; through save_hyperparameters, so hparams.yaml records them too
-        self.save_hyperparameters({"n_z": self.model.n_z, **self.model.leg_specs()})
+        schedules = {"weight_schedules": self.model.schedule_specs()} if self.model.weight_schedules else {}
+        self.save_hyperparameters({"n_z": self.model.n_z, **self.model.leg_specs(), **schedules})
 
     # ---- the model's inference API ------------------------------------------------------------------
     @property
@@ -108,7 +114,8 @@ class TripodModule(L.LightningModule):
     # ---- steps --------------------------------------------------------------------------------------
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         x = batch["image"]
-        loss, terms, logits = self.model(x)
+        # the step only where a schedule reads it (a changing Python int would retrace a compiled model)
+        loss, terms, logits = self.model(x, step=self.global_step if self.model.weight_schedules else None)
         logs = {f"{stage}/{name}": value.detach() for name, value in terms.items()}
         logs[f"{stage}/loss"] = loss.detach()
         recon = torch.sigmoid(logits.detach().float())
@@ -125,6 +132,9 @@ class TripodModule(L.LightningModule):
             sync_dist=True,  # terms averaged over DDP ranks, training steps included
             prog_bar=False,
         )
+        if training and self.model.weight_schedules:  # python floats of the global step: no device sync
+            weights = self.model.scheduled_weights(self.global_step)
+            self.log_dict({f"weights/{name}": w for name, w in weights.items()}, on_step=True, batch_size=x.shape[0])
         if training:
             self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=x.shape[0])
         return loss
