@@ -11,8 +11,11 @@ The training split holds instances 4, 6, 7, 8, 9 of every category and the testi
 (as disentanglement_lib does) they are the full grid category 5 x instance 10 x elevation 9 x azimuth 18 x
 lighting 6 = 48,600 images. Values become indices by rank (azimuth 2k -> k). The published rows are not in
 grid order: they are sorted into it, and a combination occurring twice is an error. The first image of each
-pair (camera 0, the left one, as disentanglement_lib) is kept. Images are read through a memory map, a block
-of output rows at a time; the single channel is replicated to RGB by the converter::
+pair (camera 0, the left one, as disentanglement_lib) is kept and resized from 96 to 64 pixels by exact area
+averaging (each output pixel is the mean of the 1.5 x 1.5 input pixels it covers, weights 2/3 and 1/3 at its
+edges, rounded half up; PIL's box filter would average 2 pixels, then take 1, unevenly). Images are read
+through a memory map, a block of output rows at a time; the single channel is replicated to RGB by the
+converter::
 
     n, batches = open_smallnorb(Path("smallnorb"), list(NAMES), list(SIZES), 1)
 """
@@ -22,12 +25,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
+from math import gcd
 from pathlib import Path
 
 import numpy as np
 
 from tripod_pl.data.layout import DatasetError
 from tripod_pl.data.prepare.factors import check_row_count, factorial_indices, values_to_indices
+from tripod_pl.data.prepare.resize import TARGET_SIZE
 
 NAMES = ("category", "instance", "elevation", "azimuth", "lighting")
 SIZES = (5, 10, 9, 18, 6)
@@ -137,8 +142,37 @@ def grid_order(indices: np.ndarray, names: list[str], sizes: list[int], path: Pa
     return order
 
 
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Integer ``n_out x n_in`` overlaps: row ``i`` times ``g / n_in`` (``g = gcd``) are the exact area weights.
+
+    In units of ``1 / (n_in n_out / g)``, output pixel ``i`` spans ``[i a, (i+1) a]`` with ``a = n_in / g`` and
+    input pixel ``j`` spans ``[j b, (j+1) b]`` with ``b = n_out / g``; every row sums to ``a``.
+    """
+    g = gcd(n_in, n_out)
+    a, b = n_in // g, n_out // g
+    i = np.arange(n_out)[:, None]
+    j = np.arange(n_in)[None, :]
+    return np.clip(np.minimum((i + 1) * a, (j + 1) * b) - np.maximum(i * a, j * b), 0, None)
+
+
+def area_resize(images: np.ndarray, size: int = TARGET_SIZE) -> np.ndarray:
+    """Exact area resampling of uint8 ``N x H x W`` images to ``N x size x size``, rounded half up.
+
+    The weighted sums are integers (small integer weights times pixels), exact in float64; the division by
+    ``a_h a_w`` and the rounding are done in integers.
+    """
+    n, h, w = images.shape
+    wh, ww = area_weights(h, size), area_weights(w, size)
+    # two plain matrix products (one BLAS call each) instead of n small ones
+    cols = images.reshape(n * h, w).astype(np.float64) @ ww.T.astype(np.float64)  # (n h) x size
+    rows = cols.reshape(n, h, size).transpose(0, 2, 1).reshape(n * size, h) @ wh.T.astype(np.float64)
+    total = np.rint(rows.reshape(n, size, size).transpose(0, 2, 1)).astype(np.int64)
+    d = int(wh[0].sum()) * int(ww[0].sum())
+    return ((2 * total + d) // (2 * d)).astype(np.uint8)
+
+
 def open_smallnorb(src: Path, names: list[str], sizes: list[int], workers: int) -> tuple[int, Batches]:
-    """Row count and ``(images N x H x W x 1, source indices)`` blocks in grid order, checked before any image."""
+    """Row count and ``(images N x 64 x 64 x 1, source indices)`` blocks in grid order, checked before any image."""
     if not src.is_dir():
         raise DatasetError(src, "no such directory (expected the folder of the six smallnorb-*.mat files)")
     parts = [_open_split(src, split) for split in SPLITS]
@@ -158,11 +192,11 @@ def open_smallnorb(src: Path, names: list[str], sizes: list[int], workers: int) 
     def batches() -> Batches:
         for start in range(0, n, READ_ROWS):
             rows = order[start : start + READ_ROWS]
-            images = np.empty((len(rows), h, w, 1), dtype=np.uint8)
+            images = np.empty((len(rows), h, w), dtype=np.uint8)
             for split, (dat, _) in enumerate(parts):
                 take = (rows >= n_train) if split else (rows < n_train)
                 local = rows[take] - (n_train if split else 0)
-                images[take, :, :, 0] = dat[local, 0]
-            yield images, factorial_indices(start, start + len(rows), sizes)
+                images[take] = dat[local, 0]
+            yield area_resize(images)[..., None], factorial_indices(start, start + len(rows), sizes)
 
     return n, batches()
