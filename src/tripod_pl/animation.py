@@ -27,7 +27,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from tripod_pl.callbacks.figures import traversal_latents
 from tripod_pl.evaluation import decode_latents
 from tripod_pl.io import atomic_path
 from tripod_pl.model import TripodAutoencoder
@@ -68,8 +67,8 @@ def cycle_values(latents: Tensor, picked: Tensor, dims: Sequence[int], num_frame
         column, own = latents[:, dim], latents[picked, dim]
         if discrete:
             levels = torch.unique(column)  # sorted
-            span = max(len(levels) - 1, 1)
-            start = torch.searchsorted(levels, own).clamp_max(len(levels) - 1).double() / span
+            span = len(levels) - 1
+            start = torch.searchsorted(levels, own).clamp_max(span).double() / max(span, 1)
             index = torch.round(cycle_positions(start, num_frames) * span).long()
             values[:, row] = levels[index]
         else:
@@ -93,6 +92,8 @@ def traversal_animation(
     its ``f``-th value of :func:`cycle_values` (``discrete`` defaults to ``model.discrete_latents``)."""
     if not dims:
         raise ValueError("no latents to animate")
+    from tripod_pl.callbacks.figures import traversal_latents  # here: tripod_pl.callbacks imports this module
+
     discrete = bool(model.discrete_latents) if discrete is None else discrete
     picked = torch.as_tensor(picked, device=latents.device).long()
     values = cycle_values(latents, picked, dims, num_frames, discrete)
