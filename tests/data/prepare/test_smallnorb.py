@@ -135,20 +135,41 @@ def test_truncated_matrices(tmp_path: Path) -> None:
     assert "truncated: 6 bytes, shorter than a binary matrix header" in _fails(tmp_path, tmp_path / "norb")
 
 
-def test_missing_file_and_compressed_file(tmp_path: Path) -> None:
+def _gzip_all(folder: Path) -> None:
+    """Replaces every ``.mat`` by its ``.mat.gz``, as the publisher serves them."""
+    for path in folder.glob("*.mat"):
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as f:
+            f.write(path.read_bytes())
+        path.unlink()
+
+
+def test_gzipped_files_as_published_give_the_same_dataset(tmp_path: Path) -> None:
+    write_smallnorb(tmp_path / "norb")
+    convert("smallnorb", tmp_path / "norb", tmp_path / "plain.h5", SIZES, progress=False)
+    _gzip_all(tmp_path / "norb")
+    convert("smallnorb", tmp_path / "norb", tmp_path / "gz.h5", SIZES, progress=False)
+    for a, b in zip(read_all(tmp_path / "plain.h5"), read_all(tmp_path / "gz.h5")):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_truncated_or_not_gzip(tmp_path: Path) -> None:
+    write_smallnorb(tmp_path / "norb")
+    _gzip_all(tmp_path / "norb")
+    path = tmp_path / "norb" / f"{SPLITS[0]}-dat.mat.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert _fails(tmp_path, tmp_path / "norb").startswith(f"{path}: truncated or corrupt: decompresses to ")
+    path.write_bytes(b"plain bytes, no gzip header")
+    assert _fails(tmp_path, tmp_path / "norb").startswith(f"{path}: not a readable gzip file (")
+
+
+def test_missing_file_or_folder(tmp_path: Path) -> None:
     write_smallnorb(tmp_path / "norb")
     path = tmp_path / "norb" / f"{SPLITS[1]}-info.mat"
-    data = path.read_bytes()
     path.unlink()
-    assert _fails(tmp_path, tmp_path / "norb") == f"{path}: no such file"
-    with gzip.open(path.with_name(path.name + ".gz"), "wb") as f:
-        f.write(data)
-    assert _fails(tmp_path, tmp_path / "norb").endswith(
-        f"no such file; found {path.name}.gz, decompress it first (gunzip)"
-    )
-    assert _fails(tmp_path, tmp_path / "nowhere").endswith(
-        "no such directory (expected the folder of the six smallnorb-*.mat files)"
-    )
+    assert _fails(tmp_path, tmp_path / "norb") == f"{path}: no such file (nor {path.name}.gz)"
+    message = _fails(tmp_path, tmp_path / "nowhere")
+    assert message.endswith("no such directory (expected the folder of the six smallnorb-*.mat or .mat.gz files)")
 
 
 def test_wrong_shapes(tmp_path: Path) -> None:

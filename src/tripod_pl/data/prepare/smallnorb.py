@@ -13,8 +13,9 @@ lighting 6 = 48,600 images. Values become indices by rank (azimuth 2k -> k). The
 grid order: they are sorted into it, and a combination occurring twice is an error. The first image of each
 pair (camera 0, the left one, as disentanglement_lib) is kept and resized from 96 to 64 pixels by exact area
 averaging (each output pixel is the mean of the 1.5 x 1.5 input pixels it covers, weights 2/3 and 1/3 at its
-edges, rounded half up; PIL's box filter would average 2 pixels, then take 1, unevenly). Images are read
-through a memory map, a block of output rows at a time; the single channel is replicated to RGB by the
+edges, rounded half up; PIL's box filter would average 2 pixels, then take 1, unevenly). The files are read
+as published, gzipped (``.mat.gz``), or decompressed (``.mat``), front to back once; the resized left images
+(200 MB) are held in memory to be written in grid order. The single channel is replicated to RGB by the
 converter::
 
     n, batches = open_smallnorb(Path("smallnorb"), list(NAMES), list(SIZES), 1)
@@ -22,11 +23,15 @@ converter::
 
 from __future__ import annotations
 
+import gzip
+import os
 import struct
-from collections.abc import Generator
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -53,41 +58,71 @@ def split_files(src: Path, split: str) -> tuple[Path, Path, Path]:
 
 @dataclass(frozen=True)
 class BinaryMatrix:
-    """A NORB binary matrix file: where its data starts and how to view it."""
+    """A NORB binary matrix file (``.mat``, or ``.mat.gz`` as downloaded): its element type, shape, data offset."""
 
     path: Path
     dtype: np.dtype
     shape: tuple[int, ...]
     offset: int
 
-    def memmap(self) -> np.ndarray:
-        """The matrix, memory-mapped read-only."""
-        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
+    def _open(self) -> IO[bytes]:
+        return gzip.open(self.path, "rb") if self.path.suffix == ".gz" else open(self.path, "rb")
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, block)`` for consecutive blocks of at most ``rows`` rows, read front to back once."""
+        row_shape = self.shape[1:]
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        try:
+            with self._open() as f:
+                f.read(self.offset)
+                for start in range(0, self.shape[0], rows):
+                    n = min(rows, self.shape[0] - start)
+                    data = f.read(n * row_bytes)
+                    if len(data) != n * row_bytes:
+                        raise DatasetError(self.path, f"truncated at row {start + len(data) // row_bytes}")
+                    yield start, np.frombuffer(data, dtype=self.dtype).reshape(n, *row_shape)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DatasetError(self.path, f"truncated or corrupt ({e})") from None
+
+    def read(self) -> np.ndarray:
+        """The whole matrix."""
+        return np.concatenate([block for _, block in self.blocks(1 << 16)])
+
+
+def _locate(path: Path) -> Path:
+    """``path`` if it is a file, else its gzipped form ``path.gz`` as the publisher serves it."""
+    if path.is_file():
+        return path
+    gz = path.with_name(path.name + ".gz")
+    if gz.is_file():
+        return gz
+    raise DatasetError(path, f"no such file (nor {gz.name})")
 
 
 def read_header(path: Path, magic: int) -> BinaryMatrix:
-    """Parses the header of ``path``, which must be a matrix of type ``magic`` whose data fills the file."""
-    if not path.is_file():
-        gz = path.with_name(path.name + ".gz")
-        hint = f"; found {gz.name}, decompress it first (gunzip)" if gz.is_file() else ""
-        raise DatasetError(path, f"no such file{hint}")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise DatasetError(path, f"truncated: {size} bytes, shorter than a binary matrix header")
-        found, ndim = struct.unpack("<ii", head)
-        if found != magic:
-            raise DatasetError(
-                path,
-                f"not a NORB {_KINDS[magic]} matrix: magic number 0x{found & 0xFFFFFFFF:08X}, expected 0x{magic:08X}",
-            )
-        if not 1 <= ndim <= 16:
-            raise DatasetError(path, f"header announces {ndim} dimensions")
-        stored = max(3, ndim)
-        raw = f.read(4 * stored)
-        if len(raw) < 4 * stored:
-            raise DatasetError(path, f"truncated: {size} bytes, shorter than its header")
+    """Parses the header of ``path`` (or ``path.gz``), a matrix of type ``magic`` whose data must fill the file."""
+    path = _locate(path)
+    compressed = path.suffix == ".gz"
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise DatasetError(path, f"truncated: {len(head)} bytes, shorter than a binary matrix header")
+            found, ndim = struct.unpack("<ii", head)
+            if found != magic:
+                raise DatasetError(
+                    path,
+                    f"not a NORB {_KINDS[magic]} matrix: magic number 0x{found & 0xFFFFFFFF:08X}, "
+                    f"expected 0x{magic:08X}",
+                )
+            if not 1 <= ndim <= 16:
+                raise DatasetError(path, f"header announces {ndim} dimensions")
+            stored = max(3, ndim)
+            raw = f.read(4 * stored)
+            if len(raw) < 4 * stored:
+                raise DatasetError(path, "truncated: shorter than its header")
+    except (OSError, EOFError, zlib.error) as e:
+        raise DatasetError(path, f"not a readable {'gzip ' if compressed else ''}file ({e})") from None
     dims = struct.unpack(f"<{stored}i", raw)
     shape = tuple(int(d) for d in dims[:ndim])
     if any(d < 0 for d in shape):
@@ -95,34 +130,42 @@ def read_header(path: Path, magic: int) -> BinaryMatrix:
     offset = 8 + 4 * stored
     dtype = _DTYPES[magic]
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if size != expected:
-        what = "truncated" if size < expected else "longer than its header announces"
-        shape_text = " x ".join(str(d) for d in shape)
-        raise DatasetError(path, f"{what}: {size} bytes, a {shape_text} {_KINDS[magic]} matrix takes {expected}")
+    matrix = f"a {' x '.join(str(d) for d in shape)} {_KINDS[magic]} matrix takes {expected}"
+    if compressed:  # the gzip trailer holds the decompressed size modulo 2^32: a cheap check before reading
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            size = struct.unpack("<I", f.read(4))[0]
+        if size != expected % 2**32:
+            raise DatasetError(path, f"truncated or corrupt: decompresses to {size} bytes (mod 2^32), {matrix}")
+    else:
+        size = path.stat().st_size
+        if size != expected:
+            what = "truncated" if size < expected else "longer than its header announces"
+            raise DatasetError(path, f"{what}: {size} bytes, {matrix}")
     return BinaryMatrix(path, dtype, shape, offset)
 
 
-def _open_split(src: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-mapped ``dat`` (``N x 2 x H x W``) and the ``N x 5`` factor values of one split."""
+def _open_split(src: Path, split: str) -> tuple[BinaryMatrix, np.ndarray]:
+    """The ``dat`` matrix (``N x 2 x H x W``) and the ``N x 5`` factor values of one split."""
     dat_path, cat_path, info_path = split_files(src, split)
     dat = read_header(dat_path, BYTE_MAGIC)
     cat = read_header(cat_path, INT_MAGIC)
     info = read_header(info_path, INT_MAGIC)
     if len(dat.shape) != 4 or dat.shape[1] != 2:
-        raise DatasetError(dat_path, f"must be an N x 2 x H x W matrix (stereo pairs), found {dat.shape}")
+        raise DatasetError(dat.path, f"must be an N x 2 x H x W matrix (stereo pairs), found {dat.shape}")
     n = dat.shape[0]
     if n == 0:
-        raise DatasetError(dat_path, "holds no images")
+        raise DatasetError(dat.path, "holds no images")
     if cat.shape not in ((n,), (n, 1)):
         raise DatasetError(
-            cat_path, f"must be a vector of {n} categories (the rows of the -dat file), found {cat.shape}"
+            cat.path, f"must be a vector of {n} categories (the rows of the -dat file), found {cat.shape}"
         )
     if info.shape != (n, 4):
         raise DatasetError(
-            info_path, f"must be an {n} x 4 matrix (instance, elevation, azimuth, lighting), found {info.shape}"
+            info.path, f"must be an {n} x 4 matrix (instance, elevation, azimuth, lighting), found {info.shape}"
         )
-    values = np.column_stack([cat.memmap().reshape(n), info.memmap()]).astype(np.int64)
-    return dat.memmap(), values
+    values = np.column_stack([cat.read().reshape(n), info.read()]).astype(np.int64)
+    return dat, values
 
 
 def grid_order(indices: np.ndarray, names: list[str], sizes: list[int], path: Path) -> np.ndarray:
@@ -174,29 +217,23 @@ def area_resize(images: np.ndarray, size: int = TARGET_SIZE) -> np.ndarray:
 def open_smallnorb(src: Path, names: list[str], sizes: list[int], workers: int) -> tuple[int, Batches]:
     """Row count and ``(images N x 64 x 64 x 1, source indices)`` blocks in grid order, checked before any image."""
     if not src.is_dir():
-        raise DatasetError(src, "no such directory (expected the folder of the six smallnorb-*.mat files)")
+        raise DatasetError(src, "no such directory (expected the folder of the six smallnorb-*.mat or .mat.gz files)")
     parts = [_open_split(src, split) for split in SPLITS]
-    if parts[0][0].shape[2:] != parts[1][0].shape[2:]:
-        raise DatasetError(
-            split_files(src, SPLITS[1])[0],
-            f"images are {parts[1][0].shape[2:]}, the training ones {parts[0][0].shape[2:]}",
-        )
     values = np.concatenate([values for _, values in parts])
     n = len(values)
     check_row_count(n, sizes, src, "images (training and testing)")
     indices = values_to_indices(values, names, sizes, src)
     order = grid_order(indices, names, sizes, src)
-    n_train = len(parts[0][1])
-    h, w = parts[0][0].shape[2:]
 
     def batches() -> Batches:
+        left = np.empty((n, TARGET_SIZE, TARGET_SIZE), dtype=np.uint8)  # 200 MB for the published files
+        offset = 0
+        for dat, _ in parts:
+            for start, block in dat.blocks(READ_ROWS):
+                left[offset + start : offset + start + len(block)] = area_resize(block[:, 0])
+            offset += dat.shape[0]
         for start in range(0, n, READ_ROWS):
-            rows = order[start : start + READ_ROWS]
-            images = np.empty((len(rows), h, w), dtype=np.uint8)
-            for split, (dat, _) in enumerate(parts):
-                take = (rows >= n_train) if split else (rows < n_train)
-                local = rows[take] - (n_train if split else 0)
-                images[take] = dat[local, 0]
-            yield area_resize(images)[..., None], factorial_indices(start, start + len(rows), sizes)
+            stop = min(start + READ_ROWS, n)
+            yield left[order[start:stop], :, :, None], factorial_indices(start, stop, sizes)
 
     return n, batches()
