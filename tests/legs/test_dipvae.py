@@ -1,0 +1,84 @@
+"""DIP-VAE's covariance penalties against a NumPy transcription of Kulkarni et al. (2018)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tripod_pl.legs import DIPVAE, GaussianBottleneck, IdentityBottleneck, StepContext, build_leg
+from tripod_pl.legs.dipvae import dip_covariance, dip_penalties
+from tripod_pl.nets import Decoder
+
+
+def _np_dip(mu: np.ndarray, sigma: np.ndarray, kind: str) -> tuple[float, float]:
+    """The paper's regularizers with loops: ``Cov_p(x)[mu(x)]`` (I) or ``E[Sigma(x)] + Cov[mu(x)]`` (II),
+    ``sum_{i != j} C_ij^2`` and ``sum_i (C_ii - 1)^2``."""
+    b, n = mu.shape
+    mean = [sum(mu[s, i] for s in range(b)) / b for i in range(n)]
+    cov = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            cov[i, j] = sum((mu[s, i] - mean[i]) * (mu[s, j] - mean[j]) for s in range(b)) / b
+            if kind == "ii" and i == j:
+                cov[i, j] += sum(sigma[s, i] ** 2 for s in range(b)) / b
+    off = sum(cov[i, j] ** 2 for i in range(n) for j in range(n) if i != j)
+    diag = sum((cov[i, i] - 1) ** 2 for i in range(n))
+    return off, diag
+
+
+def _ctx(latents, batch, size=8):
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    n_z = latents.z.shape[1]
+    return StepContext(x=x, latents=latents, decoder=Decoder(n_z, widths=[8, 4], cond_dim=8, image_size=size))
+
+
+@pytest.mark.parametrize("kind", ["i", "ii"])
+def test_penalties_match_the_papers_formulas(kind):
+    torch.manual_seed(0)
+    mu = torch.randn(12, 4, dtype=torch.float64) @ torch.randn(4, 4, dtype=torch.float64)
+    sigma = torch.rand(12, 4, dtype=torch.float64) + 0.1
+    cov = dip_covariance(mu, sigma if kind == "ii" else None)
+    np.testing.assert_allclose(cov.numpy(), np.cov(mu.numpy(), rowvar=False, bias=True)
+                               + (np.diag((sigma.numpy() ** 2).mean(0)) if kind == "ii" else 0), rtol=1e-12)  # fmt: skip
+    off, diag = dip_penalties(cov)
+    want_off, want_diag = _np_dip(mu.numpy(), sigma.numpy(), kind)
+    assert (off.item(), diag.item()) == (pytest.approx(want_off, rel=1e-12), pytest.approx(want_diag, rel=1e-12))
+
+
+def test_whitened_means_have_no_penalty_and_dip_ii_counts_the_posterior_variance():
+    torch.manual_seed(0)
+    mu = torch.randn(50, 3, dtype=torch.float64)
+    mu = mu - mu.mean(0)
+    whiten = torch.linalg.cholesky(mu.T @ mu / 50)
+    mu = mu @ torch.linalg.inv(whiten).T  # population covariance exactly I
+    off, diag = dip_penalties(dip_covariance(mu))
+    assert off.item() == pytest.approx(0, abs=1e-20) and diag.item() == pytest.approx(0, abs=1e-20)
+    # II: the same means with posterior std 0.5 have diagonal covariance 1.25 -> 3 * 0.25^2
+    off, diag = dip_penalties(dip_covariance(mu, torch.full_like(mu, 0.5)))
+    assert off.item() == pytest.approx(0, abs=1e-20) and diag.item() == pytest.approx(3 * 0.0625, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["i", "ii"])
+def test_dip_leg_divides_by_pixels_weights_lambdas_and_reaches_the_encoder(kind):
+    torch.manual_seed(1)
+    h = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
+    lat = GaussianBottleneck()(h)
+    leg = DIPVAE(kind=kind, lambda_od=3.0, lambda_d=30.0)
+    out = leg(_ctx(lat, 10))
+    want_off, want_diag = _np_dip(lat.mu.detach().numpy(), lat.sigma.detach().numpy(), kind)
+    pixels = 3 * 8 * 8
+    assert out["dip_offdiag"].item() == pytest.approx(want_off / pixels, rel=1e-5)
+    assert out["dip_diag"].item() == pytest.approx(want_diag / pixels, rel=1e-5)
+    assert leg.weights == {"dip_offdiag": 3.0, "dip_diag": 30.0}
+    (out["dip_offdiag"] + out["dip_diag"]).backward()
+    sigma_grad = h.grad[:, 3:].abs().sum().item()
+    assert h.grad[:, :3].abs().sum() > 0 and (sigma_grad > 0 if kind == "ii" else sigma_grad == 0)
+    assert build_leg(leg.spec()).spec() == leg.spec()
+
+
+def test_bad_kind_and_missing_gaussian_bottleneck_are_clear_errors():
+    with pytest.raises(ValueError, match="kind must be 'i' or 'ii'"):
+        DIPVAE(kind="iii")
+    with pytest.raises(RuntimeError, match="Gaussian bottleneck"):
+        DIPVAE()(_ctx(IdentityBottleneck()(torch.randn(6, 3)), 6))
