@@ -39,8 +39,8 @@ def test_penalties_match_the_papers_formulas(kind):
     mu = torch.randn(12, 4, dtype=torch.float64) @ torch.randn(4, 4, dtype=torch.float64)
     sigma = torch.rand(12, 4, dtype=torch.float64) + 0.1
     cov = dip_covariance(mu, sigma if kind == "ii" else None)
-    np.testing.assert_allclose(cov.numpy(), np.cov(mu.numpy(), rowvar=False, bias=True)
-                               + (np.diag((sigma.numpy() ** 2).mean(0)) if kind == "ii" else 0), rtol=1e-12)  # fmt: skip
+    posterior = np.diag((sigma.numpy() ** 2).mean(0)) if kind == "ii" else 0
+    np.testing.assert_allclose(cov.numpy(), np.cov(mu.numpy(), rowvar=False, bias=True) + posterior, rtol=1e-12)
     off, diag = dip_penalties(cov)
     want_off, want_diag = _np_dip(mu.numpy(), sigma.numpy(), kind)
     assert (off.item(), diag.item()) == (pytest.approx(want_off, rel=1e-12), pytest.approx(want_diag, rel=1e-12))

@@ -105,8 +105,8 @@ def test_the_module_records_the_schedules_as_plain_data_and_rebuilds_them():
         GaussianBottleneck(), [KL(beta=2.0)], n_z=3, weight_schedules={"kl": Cyclic(period=6)}, **TINY
     )
     spec = module.hparams["weight_schedules"]
-    assert spec == {"kl": {"class_path": "tripod_pl.legs.schedules.Cyclic",
-                           "init_args": {"period": 6, "ratio": 0.5, "start": 0.0, "end": 1.0, "cycles": None}}}  # fmt: skip
+    args = {"period": 6, "ratio": 0.5, "start": 0.0, "end": 1.0, "cycles": None}
+    assert spec == {"kl": {"class_path": "tripod_pl.legs.schedules.Cyclic", "init_args": args}}
     again = TripodModule(**module.hparams)  # what load_from_checkpoint does
     assert again.model.scheduled_weights(2) == module.model.scheduled_weights(2) == pytest.approx({"kl": 2 / 3 * 2.0})
     assert "weight_schedules" not in TripodModule(GaussianBottleneck(), [KL()], n_z=3, **TINY).hparams
