@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,33 @@ from tripod_pl.data.prepare.converters import PUBLISHED, convert
 from ..helpers import read_all
 
 SIZES = [2, 3, 3]  # elevation, azimuth, object
-NAMES = ["car_001_mesh.mat", "car_004_mesh.mat", "car_010_mesh.mat"]  # object order: sorted names
+NAMES = ["car_001_mesh.mat", "car_004_mesh.mat", "car_010_mesh.mat"]
+LISTED = [2, 0, 1]  # list.txt order of NAMES: object o is NAMES[LISTED[o]]
 
 
 def write_car(path: Path, seed: int = 0, size: int = 128) -> np.ndarray:
-    """One car: ``im`` uint8 size x size x 3 x azimuth 3 x elevation 2, random."""
+    """One car: ``im`` uint8 size x size x 3 x azimuth 3 x elevation 2, random, and its ``mask``."""
     im = np.random.default_rng(seed).integers(0, 256, (size, size, 3, SIZES[1], SIZES[0]), dtype=np.uint8)
-    savemat(path, {"im": im})
+    savemat(path, {"im": im, "mask": im[:, :, 0] > 128})
     return im
 
 
-def write_cars(folder: Path) -> list[np.ndarray]:
-    """The cars of ``NAMES``, in that (object) order."""
-    folder.mkdir()
-    return [write_car(folder / name, seed=k) for k, name in enumerate(NAMES)]
+def write_cars(folder: Path, listed: bool = True) -> list[np.ndarray]:
+    """The ``cars`` folder of the archive: the cars of ``NAMES`` and ``list.txt``; returns them in object order."""
+    folder.mkdir(parents=True)
+    cars = [write_car(folder / name, seed=k) for k, name in enumerate(NAMES)]
+    if not listed:
+        return cars
+    (folder / "list.txt").write_text("".join(f"{NAMES[k].removesuffix('.mat')}\n" for k in LISTED))
+    return [cars[k] for k in LISTED]
+
+
+def write_archive(path: Path, folder: Path) -> None:
+    """``nips2015-analogy-data.tar.gz``: ``data/cars/...`` beside the other data sets of the paper."""
+    savemat(folder.parent / "shapes48.mat", {"im": np.zeros((2, 2), np.uint8)})
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        tar.add(folder.parent / "shapes48.mat", "data/shapes48.mat")
+        tar.add(folder, "data/cars")
 
 
 def _box_half(image: np.ndarray) -> np.ndarray:
@@ -55,14 +69,32 @@ def test_documented_factors() -> None:
     assert list(spec.factor_sizes) == [4, 24, 183] and int(np.prod(spec.factor_sizes)) == 17_568
 
 
-def test_rows_are_elevation_azimuth_object_row_major(tmp_path: Path) -> None:
-    cars = write_cars(tmp_path / "cars")
-    info = convert("cars3d", tmp_path / "cars", tmp_path / "out.h5", SIZES, progress=False)
-    assert read_info(tmp_path / "out.h5") == info and info.num_images == 18
-    images, sources = read_all(tmp_path / "out.h5")
+def _check(out: Path, cars: list[np.ndarray]) -> None:
+    assert read_info(out).num_images == 18
+    images, sources = read_all(out)
     for n, (e, a, o) in enumerate(np.ndindex(*SIZES)):
         assert sources[n].tolist() == [e, a, o]
         np.testing.assert_array_equal(images[n], _box_half(cars[o][:, :, :, a, e]))
+
+
+def test_rows_are_elevation_azimuth_object_row_major_objects_in_list_order(tmp_path: Path) -> None:
+    cars = write_cars(tmp_path / "data" / "cars")
+    info = convert("cars3d", tmp_path / "data" / "cars", tmp_path / "out.h5", SIZES, progress=False)
+    assert info.source_names == ["elevation", "azimuth", "object"] and info.source_sizes == SIZES
+    _check(tmp_path / "out.h5", cars)
+
+
+def test_without_list_objects_in_name_order(tmp_path: Path) -> None:
+    cars = write_cars(tmp_path / "cars", listed=False)
+    convert("cars3d", tmp_path / "cars", tmp_path / "out.h5", SIZES, progress=False)
+    _check(tmp_path / "out.h5", cars)
+
+
+def test_the_published_archive_is_read_as_a_stream(tmp_path: Path) -> None:
+    cars = write_cars(tmp_path / "data" / "cars")
+    write_archive(tmp_path / "nips2015-analogy-data.tar.gz", tmp_path / "data" / "cars")
+    convert("cars3d", tmp_path / "nips2015-analogy-data.tar.gz", tmp_path / "out.h5", SIZES, progress=False)
+    _check(tmp_path / "out.h5", cars)
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +105,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(argv)
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds 3 .mat files, but the factor sizes give 183 objects" in err
+    assert err.count("\n") == 1 and "list.txt: holds 3 cars, but the factor sizes give 183 objects" in err
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
@@ -112,16 +144,34 @@ def test_truncated_and_not_a_mat_file(tmp_path: Path) -> None:
     assert _fails(tmp_path, tmp_path / "cars").startswith(f"{path}: not a readable MATLAB .mat file (")
 
 
+def test_truncated_archive_and_bad_member(tmp_path: Path) -> None:
+    write_cars(tmp_path / "data" / "cars")
+    archive = tmp_path / "nips2015-analogy-data.tar.gz"
+    write_archive(archive, tmp_path / "data" / "cars")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    assert _fails(tmp_path, archive).startswith(f"{archive}: truncated or corrupt archive (")
+    archive.write_bytes(b"not an archive")
+    assert _fails(tmp_path, archive) == f"{archive}: neither a folder of car .mat files nor a .tar.gz archive"
+    savemat(tmp_path / "data" / "cars" / NAMES[1], {"img": np.zeros((2, 2), np.uint8)})
+    write_archive(archive, tmp_path / "data" / "cars")
+    assert _fails(tmp_path, archive) == f"{archive / 'data' / 'cars' / NAMES[1]}: has no variable 'im'"
+
+
 def test_images_of_another_size(tmp_path: Path) -> None:
-    write_cars(tmp_path / "cars")
+    write_cars(tmp_path / "cars", listed=False)
     write_car(tmp_path / "cars" / NAMES[2], size=64)
     assert "images are (64, 64), those of car_001_mesh.mat (128, 128)" in _fails(tmp_path, tmp_path / "cars")
 
 
-def test_wrong_number_of_files_and_missing_folder(tmp_path: Path) -> None:
+def test_listed_car_missing_or_wrong_number_of_cars(tmp_path: Path) -> None:
     write_cars(tmp_path / "cars")
     (tmp_path / "cars" / NAMES[1]).unlink()
-    assert "holds 2 .mat files, but the factor sizes give 3 objects" in _fails(tmp_path, tmp_path / "cars")
-    assert _fails(tmp_path, tmp_path / "nowhere").endswith(
-        "no such directory (expected the folder of the car_*_mesh.mat files)"
+    assert _fails(tmp_path, tmp_path / "cars") == (
+        f"{tmp_path / 'cars' / 'list.txt'}: lists car_004_mesh, but car_004_mesh.mat is missing"
     )
+    (tmp_path / "cars" / "list.txt").unlink()
+    message = _fails(tmp_path, tmp_path / "cars")
+    assert message == f"{tmp_path / 'cars'}: holds 2 cars, but the factor sizes give 3 objects (use --factor-sizes)"
+    message = _fails(tmp_path, tmp_path / "nowhere")
+    assert message.endswith("no such file or directory (expected nips2015-analogy-data.tar.gz or its cars folder)")
