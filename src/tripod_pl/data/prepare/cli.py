@@ -3,7 +3,8 @@
 ::
 
     tripod-data generate toy.h5 [--factor-sizes 2 2 2 2 2 2 2 | --factor-sizes shape=3 scale=2] [--seed 0] [--force]
-    tripod-data convert {shapes3d,mpi3d,falcor3d,isaac3d} SRC OUT.h5 [--factor-sizes N1 N2 ...] [--workers N]
+    tripod-data convert {shapes3d,mpi3d,falcor3d,isaac3d,dsprites,smallnorb,cars3d} SRC OUT.h5
+                        [--factor-sizes N1 N2 ...] [--workers N]
     tripod-data info FILE.h5
     tripod-data download NAME DIR [--convert] [--out OUT.h5] [--quiet]
 
@@ -64,9 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="rotates the object hues (default 0)")
     gen.add_argument("--force", action="store_true", help="replace the output file if it exists")
 
-    conv = sub.add_parser("convert", help="convert a published dataset")
+    conv = sub.add_parser(
+        "convert",
+        help="convert a published dataset",
+        description="Convert a published dataset to the training layout (docs/data.md). Grayscale datasets "
+        "(dsprites, smallnorb) get their channel replicated to RGB: the layout and the networks have 3 channels.",
+    )
     conv.add_argument("dataset", choices=list(PUBLISHED))
-    conv.add_argument("src", help="the published file (shapes3d, mpi3d) or folder (falcor3d, isaac3d)")
+    conv.add_argument(
+        "src",
+        help="the published file (shapes3d, mpi3d, dsprites; cars3d: nips2015-analogy-data.tar.gz) or folder "
+        "(falcor3d, isaac3d; smallnorb: the six .mat or .mat.gz files; cars3d: its cars folder)",
+    )
     conv.add_argument("out", help="output HDF5 file")
     conv.add_argument("--factor-sizes", nargs="+", type=int, metavar="N", help="replace the documented factor sizes")
     conv.add_argument("--workers", type=int, default=1, help="processes decoding PNGs (default 1)")
