@@ -13,9 +13,10 @@ isaac3d    ``Isaac3D_down128/images/000000.png ...`` (128 px) and       NVlabs/H
 dsprites   ``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``: ``imgs``  Google DeepMind, dsprites-dataset
            (0/1 pixels), ``latents_classes`` (``dsprites.py``)
 smallnorb  folder of ``smallnorb-5x46789x9x18x6x2x96x96-training-``    NYU, norb-v1.0-small
-           ``{dat,cat,info}.mat`` and the ``5x01235...-testing-``
+           ``{dat,cat,info}.mat[.gz]`` and the ``5x01235...-testing-``
            ones (``smallnorb.py``)
-cars3d     folder of ``car_001_mesh.mat ...`` (``cars3d.py``)          Reed et al., scottreed.info
+cars3d     ``nips2015-analogy-data.tar.gz`` or its ``data/cars`` folder   Reed et al., scottreed.info
+           of ``car_001_mesh.mat ...`` and ``list.txt`` (``cars3d.py``)
 =========  ==========================================================  ===========================================
 
 Factor values map to indices by rank among their sorted unique values; the rows must be the full factorial
