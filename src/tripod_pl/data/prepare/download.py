@@ -322,15 +322,20 @@ class _RangeRefused(Exception):
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _transfer(resource: Resource, part: Path, timeout: float, progress: bool) -> int:
-    """Appends the rest of ``resource`` to ``part`` (restarting it where needed); returns bytes received.
+@dataclass
+class _Tally:
+    received: int = 0
 
-    Raises ``ConnectionError`` (incl. ``http.client.IncompleteRead``) when the transfer stops early.
+
+def _transfer(resource: Resource, part: Path, timeout: float, progress: bool, tally: _Tally) -> None:
+    """Appends the rest of ``resource`` to ``part`` (restarting it where needed), counting bytes in ``tally``.
+
+    Raises ``ConnectionError`` (or ``http.client.HTTPException``, a timeout) when the transfer stops early.
     """
     offset = part.stat().st_size if part.exists() else 0
     if resource.size is not None and offset >= resource.size:
         if offset == resource.size:
-            return 0
+            return
         offset = 0  # longer than the published file: start again
     try:
         response = _open(resource.url, offset, timeout)
@@ -353,13 +358,13 @@ def _transfer(resource: Resource, part: Path, timeout: float, progress: bool) ->
                 while block := response.read(CHUNK):
                     f.write(block)
                     received += len(block)
+                    tally.received += len(block)
                     bar.update(len(block))
             finally:
                 f.flush()
                 os.fsync(f.fileno())
         if remaining is not None and received < remaining:
             raise ConnectionError(f"connection closed after {received:,} of {remaining:,} bytes")
-    return received
 
 
 def fetch(
@@ -386,10 +391,10 @@ def fetch(
 
     directory.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    received = 0
+    tally = _Tally()
     for attempt in range(1, max(1, attempts) + 1):
         try:
-            received += _transfer(resource, part, timeout, progress)
+            _transfer(resource, part, timeout, progress, tally)
             break
         except (ConnectionError, http.client.HTTPException, TimeoutError) as e:
             if attempt >= attempts:
@@ -404,7 +409,7 @@ def fetch(
         part.unlink()
         raise DownloadError(f"{resource.url}: {problem}; the corrupt download was removed")
     os.replace(part, target)
-    return Fetched(target, sha256, md5, resource.has_checksum, received)
+    return Fetched(target, sha256, md5, resource.has_checksum, tally.received)
 
 
 # ---------------------------------------------------------------------------------------------------------
