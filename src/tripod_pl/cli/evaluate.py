@@ -5,6 +5,10 @@ The model and the data module are both restored from the checkpoint with Lightni
 e.g. ``--data.path`` evaluates on another file. The metrics are those of
 :func:`tripod_pl.evaluation.evaluate_model` (docs/evaluation.md), computed on ``--device`` (default: CUDA when
 available), and the report goes next to the checkpoint or to ``--out_dir`` (:mod:`tripod_pl.cli.report`).
+``--interventions true`` adds the FactorVAE and BetaVAE scores (:mod:`tripod_pl.metrics.intervention`), drawn from
+the full factorial grid of the data file, with disentanglement_lib's settings by default: ``--intervention_train``
+10,000 and ``--intervention_eval`` 5,000 votes (points) of ``--intervention_batch`` 64 images, and
+``--intervention_variance`` 10,000 images for the FactorVAE score's latent variances.
 
 Example::
 
@@ -15,17 +19,31 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 from typing import Any, get_type_hints
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse.typing import PositiveInt, restricted_number_type
 
 from tripod_pl.cli.report import markdown_report, report_paths, write_report
 from tripod_pl.data import HDF5DataModule
+from tripod_pl.data.interventions import InterventionSampler
 from tripod_pl.evaluation import evaluate_model
+from tripod_pl.metrics.intervention import betavae_score, factorvae_score
 from tripod_pl.module import TripodModule
 
-__all__ = ["CheckpointError", "evaluate_checkpoint", "evaluate_parser", "restore_datamodule", "run_evaluate"]
+__all__ = [
+    "CheckpointError",
+    "evaluate_checkpoint",
+    "evaluate_parser",
+    "intervention_scores",
+    "restore_datamodule",
+    "run_evaluate",
+]
+
+#: a sample variance needs two values
+AtLeastTwo = restricted_number_type("AtLeastTwo", int, (">=", 2))
 
 DESCRIPTION = "Compute InfoMEC, DCI and PSNR of a checkpoint on its evaluation subset; write them as JSON + Markdown"
 
@@ -49,6 +67,35 @@ def restore_datamodule(ckpt_path: str, **overrides: Any) -> HDF5DataModule:
         raise
 
 
+def intervention_scores(
+    model: torch.nn.Module,
+    path: str,
+    device: str | torch.device,
+    num_train: int = 10_000,
+    num_eval: int = 5_000,
+    batch_size: int = 500,
+    in_memory: bool = False,
+    votes_batch: int = 64,
+    num_variance: int = 10_000,
+) -> dict[str, float]:
+    """The FactorVAE and BetaVAE scores of ``model.encode`` on the full factorial grid of the file ``path``, with
+    disentanglement_lib's protocol (``num_train`` training and ``num_eval`` evaluation votes / points of
+    ``votes_batch`` images, ``num_variance`` images for the variances); ``batch_size`` images per encoder call.
+    Adds ``intervention_seconds``."""
+    t0 = time.perf_counter()
+    sampler = InterventionSampler(path, in_memory=in_memory)
+    try:
+        common = {"num_train": num_train, "num_eval": num_eval, "batch_size": votes_batch, "device": device}
+        common["encode_batch"] = batch_size
+        scores = {
+            **factorvae_score(model.encode, sampler, num_variance_estimate=num_variance, **common),
+            **betavae_score(model.encode, sampler, **common),
+        }
+    finally:
+        sampler.close()
+    return {**scores, "intervention_seconds": round(time.perf_counter() - t0, 3)}
+
+
 def evaluate_checkpoint(
     ckpt_path: str,
     data: HDF5DataModule | None = None,
@@ -57,13 +104,20 @@ def evaluate_checkpoint(
     device: str | None = None,
     batch_size: int = 500,
     dci: bool = True,
+    interventions: bool = False,
+    intervention_train: int = 10_000,
+    intervention_eval: int = 5_000,
+    intervention_batch: int = 64,
+    intervention_variance: int = 10_000,
 ) -> dict[str, Any]:
     """All metrics of a checkpoint on ``data``'s evaluation subset (default: the data it was trained on),
-    written as JSON and Markdown (see :func:`~tripod_pl.cli.report.report_paths`).
+    written as JSON and Markdown (see :func:`~tripod_pl.cli.report.report_paths`). With ``interventions`` also
+    the FactorVAE and BetaVAE scores on the data file's grid (:func:`intervention_scores`).
 
     Returns the metrics: the scalars of :data:`tripod_pl.evaluation.SCALARS`, ``nmi`` (K x n_z), ``active``,
     ``importance`` (n_z x K), and ``checkpoint, global_step, epoch, data, num_samples, source_names, n_z,
-    discrete, backend, seconds``.
+    discrete, backend, seconds``; with ``interventions`` also ``factorvae, factorvae_train, factorvae_active,
+    betavae, betavae_train, intervention_seconds``.
     """
     if not os.path.isfile(ckpt_path):
         raise CheckpointError(ckpt_path, "no such checkpoint file")
@@ -90,6 +144,21 @@ def evaluate_checkpoint(
         "importance": None if result.importance is None else result.importance.tolist(),
         "seconds": round(result.seconds, 3),
     }
+    if interventions:
+        in_memory = bool(getattr(data, "hparams", {}).get("in_memory", False))
+        metrics.update(
+            intervention_scores(
+                module.model,
+                str(data.path),
+                device,
+                num_train=intervention_train,
+                num_eval=intervention_eval,
+                batch_size=batch_size,
+                in_memory=in_memory,
+                votes_batch=intervention_batch,
+                num_variance=intervention_variance,
+            )  # fmt: skip
+        )
     write_report(metrics, *report_paths(ckpt_path, out_dir))
     return metrics
 
@@ -107,6 +176,20 @@ def evaluate_parser(**kwargs: Any) -> ArgumentParser:
     parser.add_argument("--device", type=str | None, default=None, help="torch device (default: cuda if available)")
     parser.add_argument("--batch_size", type=int, default=500, help="images per encoder/decoder call")
     parser.add_argument("--dci", type=bool, default=True, help="also compute D, C, I")
+    parser.add_argument(
+        "--interventions", type=bool, default=False,
+        help="also compute the FactorVAE and BetaVAE scores on the data file's full factorial grid",
+    )  # fmt: skip
+    parser.add_argument(
+        "--intervention_train", type=PositiveInt, default=10_000, help="training votes (points) of the scores"
+    )  # fmt: skip
+    parser.add_argument(
+        "--intervention_eval", type=PositiveInt, default=5_000, help="evaluation votes (points) of the scores"
+    )  # fmt: skip
+    parser.add_argument("--intervention_batch", type=AtLeastTwo, default=64, help="images per vote (point)")
+    parser.add_argument(
+        "--intervention_variance", type=AtLeastTwo, default=10_000, help="images for the FactorVAE variances"
+    )  # fmt: skip
     hints = get_type_hints(HDF5DataModule.__init__)
     for name in list(inspect.signature(HDF5DataModule.__init__).parameters)[1:]:
         parser.add_argument(
@@ -124,7 +207,9 @@ def run_evaluate(cfg: Namespace) -> dict[str, Any]:
     data = restore_datamodule(cfg.ckpt_path, **overrides)
     metrics = evaluate_checkpoint(
         cfg.ckpt_path, data, out_dir=cfg.out_dir, backend=cfg.backend, device=cfg.device,
-        batch_size=cfg.batch_size, dci=cfg.dci,
+        batch_size=cfg.batch_size, dci=cfg.dci, interventions=cfg.interventions,
+        intervention_train=cfg.intervention_train, intervention_eval=cfg.intervention_eval,
+        intervention_batch=cfg.intervention_batch, intervention_variance=cfg.intervention_variance,
     )  # fmt: skip
     print(markdown_report(metrics))
     for path in report_paths(cfg.ckpt_path, cfg.out_dir):

@@ -15,7 +15,17 @@ from typing import Any
 from tripod_pl.evaluation import best_active_latents
 from tripod_pl.io import atomic_write_text
 
-__all__ = ["markdown_report", "report_paths", "write_report"]
+__all__ = ["OPTIONAL_ROWS", "markdown_report", "report_paths", "write_report"]
+
+#: rows shown only when the metrics hold them (``evaluate --interventions true``, the metric registry's extras)
+OPTIONAL_ROWS = (
+    ("mig", "MIG"),
+    ("sap", "SAP"),
+    ("modularity", "Modularity"),
+    ("explicitness", "Explicitness"),
+    ("factorvae", "FactorVAE score"),
+    ("betavae", "BetaVAE score"),
+)
 
 
 def report_paths(ckpt_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
@@ -34,8 +44,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def markdown_report(metrics: dict[str, Any]) -> str:
-    """A short Markdown summary: the scalar metrics (``psnr_paper``, the reference's uint8 PSNR, beside ``psnr``
-    when present), then each source's most informative active latent."""
+    """A short Markdown summary: the scalar metrics (``psnr_paper``, the reference's uint8 PSNR, beside ``psnr``,
+    and the :data:`OPTIONAL_ROWS` when present), then each source's most informative active latent."""
     ckpt = metrics.get("checkpoint")
     title = f"# Evaluation of `{Path(ckpt).name}`" if ckpt else "# Evaluation"
     if metrics.get("global_step") is not None:
@@ -47,6 +57,7 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         ("D", _fmt(metrics.get("d"))),
         ("C", _fmt(metrics.get("c"))),
         ("I", _fmt(metrics.get("i"))),
+        *((name, _fmt(metrics[key])) for key, name in OPTIONAL_ROWS if key in metrics),
         ("active latents", f"{int(metrics['num_active'])} / {metrics['n_z']}"),
         ("PSNR (dB)", _fmt(metrics.get("psnr"), 2)),
     ]
