@@ -193,3 +193,15 @@ def test_bad_arguments_are_one_line_errors(sampler):
         betavae_score(encoder, sampler, num_train=0)
     with pytest.raises(ValueError, match="encode must return N x n_z"):
         betavae_score(lambda x: torch.zeros(3), sampler, **SMALL)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_equals_cpu(sampler):
+    encoder = LookupEncoder(sampler, noisy_latents(sampler))
+
+    def on_device(x):
+        return encoder(x.cpu()).to(x.device)
+
+    for score in (factorvae_score, betavae_score):
+        cuda = score(on_device, sampler, device="cuda", **SMALL)
+        assert cuda == pytest.approx(score(encoder, sampler, **SMALL), abs=1e-9)

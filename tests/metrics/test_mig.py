@@ -70,3 +70,10 @@ def test_metric_class_equals_the_function(sources):
     metric.reset()
     with pytest.raises(ValueError, match="before any update"):
         metric.compute()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_equals_cpu(sources):
+    latents = make_latents("noisy", sources, False)
+    cuda = mig(torch.as_tensor(sources).cuda(), torch.as_tensor(latents).cuda())["mig"]
+    assert cuda == pytest.approx(mig(sources, latents)["mig"], abs=1e-9)

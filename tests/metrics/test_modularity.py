@@ -81,3 +81,11 @@ def test_metric_class_equals_the_function(sources):
         metric.update(torch.as_tensor(latents[part]), torch.as_tensor(sources[part]))
     out, expected = metric.compute(), modularity(sources, latents)
     assert out == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_equals_cpu(sources):
+    latents = make_latents("noisy", sources, False)
+    metric = Modularity().cuda()
+    metric.update(torch.as_tensor(latents).cuda(), torch.as_tensor(sources).cuda())
+    assert metric.compute() == pytest.approx(modularity(sources, latents), abs=1e-6)

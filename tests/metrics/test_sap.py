@@ -81,3 +81,11 @@ def test_metric_class_equals_the_function(sources):
     for part in np.array_split(np.arange(N), 4):
         metric.update(torch.as_tensor(latents[part]), torch.as_tensor(sources[part]))
     assert metric.compute()["sap"] == pytest.approx(sap(sources, latents)["sap"], abs=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_equals_cpu(sources):
+    latents = make_latents("noisy", sources, False)
+    for continuous in (False, True):
+        cuda = sap(torch.as_tensor(sources).cuda(), torch.as_tensor(latents).cuda(), continuous)["sap"]
+        assert cuda == pytest.approx(sap(sources, latents, continuous)["sap"], abs=1e-9)
