@@ -29,7 +29,11 @@ __all__ = [
     "hessian_penalty",
     "beta_tc",
     "latent_std",
+    "NHP_METHODS",
 ]
+
+#: how the Hessian penalties get second directional derivatives (docs/legs.md, "NHP", "Second derivatives")
+NHP_METHODS = ("finite_difference", "jvp")
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -127,14 +131,48 @@ def _second_differences(f: ActivationFn, z: Tensor, u: Tensor) -> list[Tensor]:
     batch = torch.cat([z.unsqueeze(0) + u, z.unsqueeze(0) - u], dim=0).reshape(2 * d * b, n_z)
     outs = []
     for act in f(batch):
-        if act.dtype in (torch.float16, torch.bfloat16):  # differences of nearby values need float32
-            act = act.float()
-        act = act.reshape(2, d, b, -1)
+        act = _upcast(act).reshape(2, d, b, -1)  # differences of nearby values need float32
         outs.append(act[0] + act[1])
     return outs
 
 
-def _check_draws(k: int, eps: float) -> None:
+def _upcast(act: Tensor) -> Tensor:
+    return act.float() if act.dtype in (torch.float16, torch.bfloat16) else act
+
+
+def _second_derivatives(f: ActivationFn, z: Tensor, v: Tensor) -> list[Tensor]:
+    """Exact second directional derivatives ``v^T H v = d^2/dt^2 a(z + t v) |_{t=0}`` of every unit of every
+    activation, by forward-mode AD nested twice (``torch.func.jvp`` of ``torch.func.jvp``): no differences of
+    nearby values, hence no cancellation in any dtype.
+
+    ``v`` is (D × b × n_z) for D directions; the D copies of the batch go through ``f`` in one batched call
+    (``f`` must treat rows independently, as the decoders do). Gradients reach ``z``, ``v`` and whatever ``f``
+    closes over (the decoder's parameters) by ordinary backpropagation. Returns, per activation, a
+    (D × b × units) tensor.
+    """
+    d, b, n_z = v.shape
+    points = z.unsqueeze(0).expand(d, b, n_z).reshape(d * b, n_z)
+    directions = v.reshape(d * b, n_z)
+
+    def first(x: Tensor) -> tuple[Tensor, ...]:
+        return torch.func.jvp(lambda y: tuple(f(y)), (x,), (directions,))[1]
+
+    second = torch.func.jvp(first, (points,), (directions,))[1]
+    return [_upcast(act).reshape(d, b, -1) for act in second]
+
+
+def _directional(f: ActivationFn, z: Tensor, w: Tensor, eps: float, method: str) -> list[Tensor]:
+    """Per activation, (D × b × units) values of ``w^T H w`` up to a per-unit constant that is the same for
+    every draw (it cancels in the variances over draws): central second differences with step ``eps * w``
+    divided by ``eps^2`` (``"finite_difference"``), or the exact derivatives (``"jvp"``, ``eps`` unused)."""
+    if method == "jvp":
+        return _second_derivatives(f, z, w)
+    return [d2 / eps**2 for d2 in _second_differences(f, z, eps * w)]
+
+
+def _check_draws(k: int, eps: float, method: str = "finite_difference") -> None:
+    if method not in NHP_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, NHP_METHODS))}, got {method!r}")
     if k < 2:
         raise ValueError(f"the variance over draws needs k >= 2 draws, got k={k}")
     if eps <= 0:
@@ -153,6 +191,7 @@ def nhp(
     eps: float = 0.1,
     k: int = 2,
     generator: torch.Generator | None = None,
+    method: str = "finite_difference",
 ) -> Tensor:
     """Normalized Hessian penalty (NHP), Tripod's third leg (docs/legs.md, "NHP").
 
@@ -172,10 +211,13 @@ def nhp(
         z: latents, b × n_z.
         s: per-latent stds, n_z.
         eps: perturbation scale; k: number of draws (>= 2).
+        method: ``"finite_difference"`` (the central differences above) or ``"jvp"``: ``D_u a`` replaced by
+            its limit ``eps -> 0``, the exact ``(u/eps)^T H (u/eps)`` by nested forward-mode AD, free of the
+            rounding that swamps float32 differences when ``s`` is small (``eps`` then unused).
     Returns:
         0-dim tensor.
     """
-    return nhp_parts(f, z, s, eps, k, generator)[0]
+    return nhp_parts(f, z, s, eps, k, generator, method)[0]
 
 
 def nhp_parts(
@@ -185,20 +227,20 @@ def nhp_parts(
     eps: float = 0.1,
     k: int = 2,
     generator: torch.Generator | None = None,
+    method: str = "finite_difference",
 ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """:func:`nhp` with its parts: ``(NHP, [NHP of each activation], [mean_batch mean_units N of each
     activation])``, the last the numerator alone -- a Hessian penalty with std-rescaled perturbations, what the
     Tripod authors' code logs as ``hessian_penalty`` (with the unbiased variance here)."""
-    _check_draws(k, eps)
+    _check_draws(k, eps, method)
     b, n_z = z.shape
     r = _rademacher((k, b, n_z), z, generator)
     # drawn in float32 whatever the dtype of z, so that the same seed gives the same draws in float64
     g = torch.randn((k, b, n_z), device=z.device, generator=generator).to(z.dtype)
-    u = eps * torch.cat([r, g], dim=0) * s  # 2k × b × n_z
+    w = torch.cat([r, g], dim=0) * s  # 2k × b × n_z, the perturbations u = eps * w
     total = z.new_zeros(b)
     ratios, numerators = [], []
-    for d2 in _second_differences(f, z, u):
-        d2 = d2 / eps**2
+    for d2 in _directional(f, z, w, eps, method):
         num = d2[:k].var(dim=0).mean(-1)  # b
         den = d2[k:].var(dim=0).mean(-1)
         ratio = num / (den + 1e-10)
@@ -214,6 +256,7 @@ def hessian_penalty(
     eps: float = 0.1,
     k: int = 2,
     generator: torch.Generator | None = None,
+    method: str = "finite_difference",
 ) -> Tensor:
     """Unnormalized Hessian penalty (Peebles et al. 2020), used by naive Tripod (docs/legs.md, "Hessian penalty").
 
@@ -229,8 +272,9 @@ def hessian_penalty(
     as one of Tripod's adaptations, part of NHP. Naive Tripod therefore gets the Hessian penalty paper's
     estimator (its Eq. 5 and official implementation: unscaled Rademacher directions, unbiased variance). Units
     are averaged, as in the Tripod authors' code, where Peebles et al.'s implementation takes the maximum.
+    ``method`` as for :func:`nhp` (``"jvp"``: exact ``r^T H r``, the limit ``eps -> 0``).
     """
-    return hessian_penalty_parts(f, z, eps, k, generator)[0]
+    return hessian_penalty_parts(f, z, eps, k, generator, method)[0]
 
 
 def hessian_penalty_parts(
@@ -239,15 +283,16 @@ def hessian_penalty_parts(
     eps: float = 0.1,
     k: int = 2,
     generator: torch.Generator | None = None,
+    method: str = "finite_difference",
 ) -> tuple[Tensor, list[Tensor]]:
     """:func:`hessian_penalty` with its parts: ``(HP, [HP of each activation])``."""
-    _check_draws(k, eps)
+    _check_draws(k, eps, method)
     b, n_z = z.shape
-    u = eps * _rademacher((k, b, n_z), z, generator)
+    w = _rademacher((k, b, n_z), z, generator)
     total = z.new_zeros(b)
     parts = []
-    for d2 in _second_differences(f, z, u):
-        per_sample = (d2 / eps**2).var(dim=0).mean(-1)
+    for d2 in _directional(f, z, w, eps, method):
+        per_sample = d2.var(dim=0).mean(-1)
         total = total + per_sample
         parts.append(per_sample.mean())
     return total.mean(), parts

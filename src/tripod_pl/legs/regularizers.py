@@ -56,11 +56,21 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 class _DecoderPenalty(Regularizer):
     def __init__(
-        self, weight: float, activations: Sequence[str], eps: float, k: int, dtype: str | None, diagnostics: bool
+        self,
+        weight: float,
+        activations: Sequence[str],
+        eps: float,
+        k: int,
+        dtype: str | None,
+        diagnostics: bool,
+        method: str,
     ) -> None:
         super().__init__()
         if k < 2:
             raise ValueError(f"k must be >= 2 draws, got {k}")
+        if method not in LF.NHP_METHODS:
+            raise ValueError(f"method must be one of {', '.join(map(repr, LF.NHP_METHODS))}, got {method!r}")
+        self.method = method
         if dtype is not None and dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or null, got {dtype!r}")
         self.weight, self.activations, self.eps, self.k = weight, list(activations), eps, k
@@ -87,12 +97,15 @@ class NHP(_DecoderPenalty):
     Args:
         weight: lambda_NHP.
         activations: decoder activations regularized (of ``cond``, ``block0``, ...).
-        eps: perturbation scale; k: number of draws.
+        eps: perturbation scale (finite differences only); k: number of draws.
         batch_stats: under DDP, whether the stds ``s`` come from the gathered global batch or the rank's own.
-        dtype: run the perturbed decoder passes in this dtype (``"float64"``) instead of the training dtype.
-            When the batch stds ``s`` are tiny (early training of small models) the second differences of
-            float32 activations are rounding noise and the penalty's gradient explodes; float64 passes cost
-            about twice as much and keep it sane.
+        dtype: run the perturbed decoder passes in this dtype (``"float64"``, or ``"float32"`` to keep them
+            out of bf16 autocast) instead of the training dtype. When the batch stds ``s`` are tiny (early
+            training of small models) the second differences of float32 activations are rounding noise and the
+            penalty's gradient explodes; float64 passes keep it sane but are slow on GPUs.
+        method: ``"finite_difference"`` (central differences with step ``eps * u``, the paper's estimator) or
+            ``"jvp"`` (exact second directional derivatives by nested forward-mode AD, the limit ``eps -> 0``:
+            no cancellation, sound in float32 at any ``s``, no float64 needed; docs/legs.md, "NHP").
         diagnostics: also record, per regularized activation, its NHP (``nhp/<name>``) and its numerator, the
             Hessian penalty with std-rescaled perturbations (``hessian_penalty_rescaled/<name>``), as the
             authors' code logs every step; free (the same passes), logged by the module as
@@ -108,8 +121,9 @@ class NHP(_DecoderPenalty):
         batch_stats: BatchStats = "global",
         dtype: str | None = None,
         diagnostics: bool = False,
+        method: str = "finite_difference",
     ) -> None:
-        super().__init__(weight, activations, eps, k, dtype, diagnostics)
+        super().__init__(weight, activations, eps, k, dtype, diagnostics, method)
         self.batch_stats = batch_stats
 
     @property
@@ -122,8 +136,8 @@ class NHP(_DecoderPenalty):
         z, s = (lat.z, s) if self.dtype is None else (lat.z.to(self.dtype), s.to(self.dtype))
         self.last_diagnostics = {}
         if not self.diagnostics:
-            return {"nhp": LF.nhp(self._f(ctx), z, s, eps=self.eps, k=self.k).float()}
-        value, ratios, numerators = LF.nhp_parts(self._f(ctx), z, s, eps=self.eps, k=self.k)
+            return {"nhp": LF.nhp(self._f(ctx), z, s, eps=self.eps, k=self.k, method=self.method).float()}
+        value, ratios, numerators = LF.nhp_parts(self._f(ctx), z, s, eps=self.eps, k=self.k, method=self.method)
         self._record("nhp", ratios)
         self._record("hessian_penalty_rescaled", numerators)
         return {"nhp": value.float()}
@@ -133,7 +147,7 @@ class NHP(_DecoderPenalty):
 class HessianPenalty(_DecoderPenalty):
     """Unnormalized Hessian penalty (Peebles et al. 2020), see :func:`functional.hessian_penalty`. Used by
     naive Tripod together with the decoder's activation normalization (``activation_norm: true``).
-    ``dtype`` as for :class:`NHP`. With ``diagnostics``, records per regularized activation its Hessian
+    ``dtype`` and ``method`` as for :class:`NHP`. With ``diagnostics``, records per regularized activation its Hessian
     penalty (``hessian_penalty/<name>``, free) and its NHP (``nhp/<name>``, at the batch std of the continuous
     latents: ``4k`` more decoder passes, without gradients), as the authors' code logs both every step."""
 
@@ -145,8 +159,9 @@ class HessianPenalty(_DecoderPenalty):
         k: int = 2,
         dtype: str | None = None,
         diagnostics: bool = False,
+        method: str = "finite_difference",
     ) -> None:
-        super().__init__(weight, activations, eps, k, dtype, diagnostics)
+        super().__init__(weight, activations, eps, k, dtype, diagnostics, method)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -156,12 +171,14 @@ class HessianPenalty(_DecoderPenalty):
         z = ctx.latents.z if self.dtype is None else ctx.latents.z.to(self.dtype)
         self.last_diagnostics = {}
         if not self.diagnostics:
-            return {"hessian_penalty": LF.hessian_penalty(self._f(ctx), z, eps=self.eps, k=self.k).float()}
-        value, parts = LF.hessian_penalty_parts(self._f(ctx), z, eps=self.eps, k=self.k)
+            hp = LF.hessian_penalty(self._f(ctx), z, eps=self.eps, k=self.k, method=self.method)
+            return {"hessian_penalty": hp.float()}
+        value, parts = LF.hessian_penalty_parts(self._f(ctx), z, eps=self.eps, k=self.k, method=self.method)
         self._record("hessian_penalty", parts)
         with torch.no_grad():
             s = LF.latent_std(ctx.latents.z_c.detach()).to(z.dtype)
-            self._record("nhp", LF.nhp_parts(self._f(ctx), z.detach(), s, eps=self.eps, k=self.k)[1])
+            nhp = LF.nhp_parts(self._f(ctx), z.detach(), s, eps=self.eps, k=self.k, method=self.method)
+            self._record("nhp", nhp[1])
         return {"hessian_penalty": value.float()}
 
 

@@ -7,6 +7,7 @@ Every GELU takes ``approximate``: ``"tanh"`` (the default, as the reference's ``
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -92,15 +93,40 @@ class Upsample(nn.Module):
         return self.norm(self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest")))
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` written with elementary operations, ``(x - mean) / sqrt(var + eps) * weight + bias``
+    over the last dimension (same parameters and state dict).
+
+    Why: the second-order forward-mode derivative of the fused ``layer_norm`` kernel is wrong (torch 2.13:
+    ``jvp`` of ``jvp`` disagrees with float64 finite differences by the size of the value itself, while its
+    first order is right), and NHP's exact method nests ``jvp`` twice through the decoder's conditioning MLP.
+    Elementary operations differentiate correctly to any order. Low-precision inputs (bf16 autocast) are
+    normalized in float32, as autocast does for the fused kernel.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self.normalized_shape) != 1:
+            return super().forward(x)
+        y = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        centred = y - y.mean(-1, keepdim=True)
+        y = centred * torch.rsqrt(centred.square().mean(-1, keepdim=True) + self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
 def mlp_layer(in_features: int, out_features: int, gelu_approximate: str = GELU_APPROXIMATE) -> nn.Sequential:
-    """Linear -> LayerNorm -> GELU."""
+    """Linear -> LayerNorm -> GELU (the :class:`LayerNorm` above, exact to second order under ``jvp``)."""
     gelu = nn.GELU(approximate=check_gelu(gelu_approximate))
-    return nn.Sequential(nn.Linear(in_features, out_features), nn.LayerNorm(out_features), gelu)
+    return nn.Sequential(nn.Linear(in_features, out_features), LayerNorm(out_features), gelu)
 
 
 __all__ = [
     "GELU_APPROXIMATE",
     "ConditionedResidualBlock",
+    "LayerNorm",
     "ResidualBlock",
     "SpaceToDepth",
     "Upsample",

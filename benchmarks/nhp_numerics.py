@@ -1,0 +1,137 @@
+"""When do NHP's float32 finite differences break, and what do the remedies cost?
+
+At the quickstart model's decoder (widths 64, 32, 16, 8, cond_dim 64, n_z 14, batch 32) NHP is evaluated at
+latents ``z = m + c * g`` (``m`` a fixed offset, ``g ~ N(0, I)``, so the batch std ``s`` is about ``c``)
+for a range of latent scales ``c``, by three methods on the same draws:
+
+- ``fd32``: central second differences in float32 (``method="finite_difference"``, the default);
+- ``fd64``: the same in float64 (``dtype="float64"``, today's stopgap) -- the reference;
+- ``jvp32``: exact second directional derivatives by nested forward-mode AD in float32 (``method="jvp"``);
+- ``jvp64``: the same in float64, the exact reference.
+
+For each it records the NHP value and the norm of its gradient with respect to the decoder's parameters, and
+their relative errors against ``fd64`` and against ``jvp64`` (the gradient error is ``|g - g_ref| / |g_ref|``).
+Finite differences and ``jvp`` differ by the truncation at step ``eps * s`` (visible only at large ``s``).
+Below ``s ~ 1e-3`` the ``1e-10`` in NHP's denominator dominates and NHP tends to 0. Then it times NHP's
+forward + backward for each method at ``c = 0.3`` (median of ``--repeats``; the ratios matter, the machine
+is shared). Both for the quickstart's ``activations: [cond]`` and the paper's four
+activations::
+
+    python benchmarks/nhp_numerics.py        # writes benchmarks/results/nhp_numerics_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from tripod_pl.io import atomic_write_text
+from tripod_pl.legs import functional as LF
+from tripod_pl.legs.base import _Activations
+from tripod_pl.nets import Decoder
+
+RESULTS = Path(__file__).parent / "results"
+SCALES = [1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4]
+METHODS = {  # name: (dtype of the decoder passes, method)
+    "fd32": (None, "finite_difference"),
+    "fd64": (torch.float64, "finite_difference"),
+    "jvp32": (None, "jvp"),
+    "jvp64": (torch.float64, "jvp"),
+}
+
+
+def nhp_and_grad(decoder: Decoder, names: list[str], z: torch.Tensor, method: str, dtype, seed: int):
+    """NHP (eps 0.1, k 2) of ``decoder`` at ``z`` (s = batch std of z) and its gradient w.r.t. the parameters."""
+    decoder.zero_grad(set_to_none=True)
+    s = LF.latent_std(z)
+    zz, ss = (z, s) if dtype is None else (z.to(dtype), s.to(dtype))
+    generator = torch.Generator().manual_seed(seed)
+    value = LF.nhp(_Activations(decoder, names, dtype), zz, ss, eps=0.1, k=2, generator=generator, method=method)
+    value.backward()
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in decoder.parameters()]
+    grad = torch.cat([g.flatten() for g in grads]).double()
+    return value.item(), grad
+
+
+def sweep(decoder: Decoder, names: list[str], n_z: int, batch: int) -> list[dict]:
+    rows = []
+    g = torch.randn(batch, n_z, generator=torch.Generator().manual_seed(1))
+    m = torch.rand(n_z, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    for c in SCALES:
+        z = m + c * g
+        out = {
+            name: nhp_and_grad(decoder, names, z, method, dtype, seed=3) for name, (dtype, method) in METHODS.items()
+        }
+        row = {"scale": c, "s_mean": LF.latent_std(z).mean().item()}
+        for name, (value, grad) in out.items():
+            row[name] = {"nhp": value, "grad_norm": grad.norm().item()}
+            for ref in ("fd64", "jvp64"):
+                ref_value, ref_grad = out[ref]
+                row[name][f"nhp_rel_err_vs_{ref}"] = abs(value - ref_value) / max(abs(ref_value), 1e-30)
+                row[name][f"grad_rel_err_vs_{ref}"] = ((grad - ref_grad).norm() / ref_grad.norm()).item()
+        rows.append(row)
+        print(
+            f"  c={c:7.0e}  "
+            + "  ".join(
+                f"{k}: nhp {v['nhp']:.4f} |g| {v['grad_norm']:8.2g} "
+                f"grad err {v['grad_rel_err_vs_fd64']:.0e}/{v['grad_rel_err_vs_jvp64']:.0e}"
+                for k, v in row.items()
+                if isinstance(v, dict)
+            )
+        )
+    return rows
+
+
+def timing(decoder: Decoder, names: list[str], n_z: int, batch: int, repeats: int) -> dict[str, float]:
+    z = 0.3 * torch.randn(batch, n_z) + 0.1
+    times: dict[str, list[float]] = {name: [] for name in METHODS}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, (dtype, method) in METHODS.items():
+            start = time.perf_counter()
+            nhp_and_grad(decoder, names, z, method, dtype, seed=0)
+            times[name].append(time.perf_counter() - start)
+    seconds = {name: statistics.median(t[1:]) for name, t in times.items()}
+    return {
+        "seconds": seconds,
+        "ratio_to_fd32": {name: t / seconds["fd32"] for name, t in seconds.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(RESULTS / "nhp_numerics_cpu.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    n_z, batch = 14, 32
+    decoder = Decoder(n_z, widths=(64, 32, 16, 8), cond_dim=64, image_size=64)
+    result: dict = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "model": {"decoder_widths": [64, 32, 16, 8], "cond_dim": 64, "n_z": n_z, "batch": batch, "eps": 0.1, "k": 2},
+        "activations": {},
+    }
+    for names in (["cond"], ["cond", "block0", "block1", "block2"]):
+        key = ",".join(names)
+        print(f"activations {key}: NHP value, |grad|, rel. error of the gradient vs fd64 / vs jvp64")
+        rows = sweep(decoder, names, n_z, batch)
+        cost = timing(decoder, names, n_z, batch, args.repeats)
+        print(f"  seconds (fwd+bwd of NHP): {cost['seconds']}  ratio to fd32: {cost['ratio_to_fd32']}")
+        result["activations"][key] = {"sweep": rows, "cost": cost}
+    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v["cost"]["ratio_to_fd32"] for k, v in result["activations"].items()}))
+
+
+if __name__ == "__main__":
+    main()
