@@ -29,6 +29,25 @@ DATASETS = {
 
 FINE_N_Q = 256  # "finer quantization" ablation: a grid much finer than Tripod's 12 levels
 
+#: The other VAE baselines (docs/legs.md), the same weights on every dataset: NOT tuned here (no per-dataset search
+#: was run for them), usual values from their papers and from the grid of Locatello et al. 2019 ("Challenging
+#: Common Assumptions in the Unsupervised Learning of Disentangled Representations", disentanglement_lib). Every
+#: KL/penalty term is divided by the number of pixel values, so these weights mean what they mean against a
+#: reconstruction summed over pixels, as in those papers.
+#: betavae: beta 4 (Higgins et al. 2017 on dSprites; Locatello's grid 1-16). dipvae1: lambda_od 10 and
+#: lambda_d = 10 lambda_od (Kulkarni et al. 2018's rule for DIP-VAE-I; Locatello's grid 1-50). dipvae2: lambda_od =
+#: lambda_d = 10 (Locatello's DIP-VAE-II rule). factorvae: gamma 30 (the middle of Locatello's grid 10-100), the
+#: paper's discriminator (6 layers of 1000, Adam lr 1e-4, betas 0.5, 0.9). infovae: InfoVAE's objective
+#: rec + (1 - alpha) KL + (alpha + lambda - 1) MMD with alpha 0, lambda 1000 (the MMD term then weighs about
+#: as much as the KL; our choice), inverse multiquadric kernel with C = 2 n_z.
+BASELINES = {
+    "betavae": {"beta": 4.0},
+    "dipvae1": {"lambda_od": 10.0, "lambda_d": 100.0},
+    "dipvae2": {"lambda_od": 10.0, "lambda_d": 10.0},
+    "infovae": {"alpha": 0.0, "lambda": 1000.0},
+    "factorvae": {"gamma": 30.0},
+}
+
 #: The training protocol shared by every dataset config, with where each value comes from. "tripod" is
 #: github.com/kylehkhsu/tripod, "lq" github.com/kylehkhsu/latent_quantization (docs/reference.md).
 PROTOCOL = {
@@ -134,6 +153,42 @@ def methods(h: dict, nhp_args: dict | None = None) -> dict[str, tuple[str, dict]
             {"bottleneck": leg("GaussianBottleneck"), "regularizers": [leg("BetaTC", beta=h["beta"])]},
         ),
         "ae": ("Plain autoencoder", {"bottleneck": leg("IdentityBottleneck"), "regularizers": []}),
+        **baselines(),
+    }
+
+
+def baselines() -> dict[str, tuple[str, dict]]:
+    """The other VAE baselines (BASELINES; the same on every dataset, not tuned here)."""
+    b, gauss = BASELINES, leg("GaussianBottleneck")
+    info = b["infovae"]
+    return {
+        "betavae": (
+            f"beta-VAE (beta {b['betavae']['beta']:g}; not tuned here): Gaussian posterior + beta KL",
+            {"bottleneck": gauss, "regularizers": [leg("KL", beta=b["betavae"]["beta"])]},
+        ),
+        "dipvae1": (
+            "DIP-VAE-I (not tuned here): ELBO + covariance penalties on the means",
+            {"bottleneck": gauss, "regularizers": [leg("KL"), leg("DIPVAE", kind="i", **b["dipvae1"])]},
+        ),
+        "dipvae2": (
+            "DIP-VAE-II (not tuned here): ELBO + covariance penalties on the aggregate posterior",
+            {"bottleneck": gauss, "regularizers": [leg("KL"), leg("DIPVAE", kind="ii", **b["dipvae2"])]},
+        ),
+        "infovae": (
+            f"InfoVAE (alpha {info['alpha']:g}, lambda {info['lambda']:g}; not tuned here): (1 - alpha) KL + "
+            "(alpha + lambda - 1) MMD",
+            {
+                "bottleneck": gauss,
+                "regularizers": [
+                    leg("KL", beta=1.0 - info["alpha"]),
+                    leg("MMD", weight=info["alpha"] + info["lambda"] - 1.0, kernel="imq"),
+                ],
+            },
+        ),
+        "factorvae": (
+            f"FactorVAE (gamma {b['factorvae']['gamma']:g}; not tuned here): ELBO + gamma TC by a discriminator",
+            {"bottleneck": gauss, "regularizers": [leg("KL"), leg("FactorTC", gamma=b["factorvae"]["gamma"])]},
+        ),
     }
 
 

@@ -14,12 +14,13 @@ from ..helpers import ROOT, TINY_CLI
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 METHODS = ["tripod", "tripod_no_klm", "tripod_no_nhp", "tripod_finer", "tripod_naive", "qlae", "betatcvae", "ae"]
+BASELINES = ["betavae", "dipvae1", "dipvae2", "infovae", "factorvae"]
 
 
 def test_there_is_a_config_for_every_method_and_dataset():
     names = {str(p.relative_to(ROOT / "configs")) for p in CONFIGS}
     for dataset in ("shapes3d", "mpi3d", "falcor3d", "isaac3d", "procedural"):
-        for method in METHODS:
+        for method in METHODS + BASELINES:
             assert f"{dataset}/{method}.yaml" in names
     assert "quickstart.yaml" in names
 
