@@ -96,7 +96,7 @@ def test_frames_put_samples_in_rows_and_latents_in_columns_below_a_header():
         for di in range(d):
             for fi in range(f):
                 images[si, di, fi] = (si * 100 + di * 10 + fi) / 255 * 2 - 1  # pixel value = 100 s + 10 d + f
-    frames = A.animation_frames(images, ["z0", "z1\nshape .9", "z2"], pad=pad)
+    frames = A.animation_frames(images, ["z0", "z1\n.90 shape", "z2"], pad=pad)
     header = 2 * 12 + pad
     assert frames.shape == (f, header + s * (h + pad) + pad, d * (w + pad) + pad, 3) and frames.dtype == np.uint8
     for si in range(s):
@@ -137,5 +137,5 @@ def test_gif_loops_at_the_frame_rate_and_keeps_the_frames(tmp_path):
 
 def test_header_labels_name_the_best_source_and_its_nmi():
     nmi = np.array([[0.9, 0.1], [0.2, 0.35]])
-    assert A.header_labels([0, 1], nmi, ["shape", "background_color"]) == ["z0\nshape .90", "z1\nbackground .35"]
+    assert A.header_labels([0, 1], nmi, ["shape", "background_color"]) == ["z0\n.90 shape", "z1\n.35 background_color"]
     assert A.header_labels([1]) == ["z1"]

@@ -105,15 +105,15 @@ def traversal_animation(
 def header_labels(
     dims: Sequence[int], nmi: np.ndarray | None = None, source_names: Sequence[str] | None = None
 ) -> list[str]:
-    """Column headers: ``"z3"``, and with the NMI matrix (K x n_z) a second line with the source the latent
-    shares the most NMI with and that NMI, e.g. ``"z3\\nshape .82"``."""
+    """Column headers: ``"z3"``, and with the NMI matrix (K x n_z) a second line with the largest NMI of the
+    latent with a source and that source, e.g. ``"z3\\n.82 shape"`` (names longer than a cell are cut there)."""
     labels = []
     for j in dims:
         label = f"z{j}"
         if nmi is not None and source_names is not None:
             column = np.asarray(nmi)[:, j]
             i = int(np.argmax(column))
-            label += f"\n{str(source_names[i])[:10]} {column[i]:.2f}".replace(" 0.", " .")
+            label += "\n" + f"{column[i]:.2f} {source_names[i]}".removeprefix("0")
         labels.append(label)
     return labels
 
@@ -125,7 +125,8 @@ def animation_frames(
 
     ``images`` is S x D x F x C x H x W in [-1, 1] (C = 1 or 3): row ``s``, column ``d`` of frame ``f`` shows
     ``images[s, d, f]``, on a white background with ``pad`` pixels between cells; ``labels`` (D strings, may hold
-    a newline) are written above the columns in a header of ``header`` pixels (default: 12 per line).
+    a newline) are written above the columns in a header of ``header`` pixels (default: 12 per line), each line
+    cut to the column's width.
     """
     s, d, f, c, h, w = images.shape
     if c not in (1, 3):
@@ -148,9 +149,17 @@ def animation_frames(
         strip = Image.fromarray(frames[0, :header])
         draw, font = ImageDraw.Draw(strip), ImageFont.load_default()
         for di, label in enumerate(labels):
-            draw.multiline_text((pad + di * (w + pad) + 1, 1), label, fill=(0, 0, 0), font=font, spacing=1)
+            lines = [_fit(draw, font, line, w + pad - 2) for line in label.split("\n")]
+            draw.multiline_text((pad + di * (w + pad) + 1, 1), "\n".join(lines), fill=(0, 0, 0), font=font, spacing=1)
         frames[:, :header] = np.asarray(strip)
     return frames
+
+
+def _fit(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, text: str, width: int) -> str:
+    """``text`` cut at the end to at most ``width`` pixels (at least one character)."""
+    while len(text) > 1 and draw.textlength(text, font=font) > width:
+        text = text[:-1]
+    return text
 
 
 def gif_bytes(frames: np.ndarray, fps: float = 10.0) -> bytes:
