@@ -163,6 +163,12 @@ def test_an_interrupted_run_keeps_the_part_file_and_the_next_run_continues_it(se
     assert server.sent == len(PAYLOAD) and got.downloaded_bytes == len(PAYLOAD) - half
 
 
+def test_a_complete_part_file_of_the_published_size_needs_no_request(server: _Server, tmp_path: Path) -> None:
+    (tmp_path / "file.bin.part").write_bytes(PAYLOAD)
+    got = _fetch(_resource(server.url("range"), sha256=SHA256, size=len(PAYLOAD)), tmp_path)
+    assert got.path.read_bytes() == PAYLOAD and got.verified and got.downloaded_bytes == 0 and not server.requests
+
+
 def test_a_server_that_ignores_range_restarts_the_file(server: _Server, tmp_path: Path) -> None:
     (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:1000])
     got = _fetch(_resource(server.url("norange"), sha256=SHA256), tmp_path)
