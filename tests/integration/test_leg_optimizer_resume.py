@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -82,3 +83,40 @@ def test_factorvae_with_schedules_resumes_exactly(tmp_path, tiny_h5):
     torch.testing.assert_close(torch.tensor([kl[s] for s in steps]), torch.tensor([2.0 * warmup(s) for s in steps]))
     torch.testing.assert_close(torch.tensor([tc[s] for s in steps]), torch.tensor([30.0 * cycles(s) for s in steps]))
     assert kl[0] == 0.0 and kl[5] == 2.0 and tc[0] == 0.0 and tc[1] == 20.0 and tc[3] == 0.0
+
+
+@pytest.mark.slow  # a two-process gloo run through the console script: ~30-60 s on the shared 2-core machine
+def test_two_process_ddp_trains_the_discriminator_group_and_the_batch_statistic_legs(tmp_path, tiny_h5):
+    """Under DDP the discriminator's parameters get gradients on every rank from the one backward pass (DDP
+    would stop on parameters without one), the global batch statistics of DIP-VAE and MMD gather across ranks,
+    and the checkpoint holds the discriminator's optimizer state."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    cfg = factorvae_config(tmp_path, tiny_h5, every=2)
+    doc = yaml.safe_load(cfg.read_text())
+    doc["model"]["regularizers"] += [
+        {"class_path": "tripod_pl.legs.DIPVAE", "init_args": {"kind": "ii"}},
+        {"class_path": "tripod_pl.legs.MMD", "init_args": {"weight": 100.0}},
+    ]
+    cfg.write_text(yaml.safe_dump(doc))
+    exe = shutil.which("tripod-train", path=str(Path(sys.executable).parent))
+    cmd = [exe, "fit", "--config", str(cfg), "--trainer.strategy=ddp", "--trainer.devices=2",
+           "--trainer.accelerator=cpu", "--trainer.max_steps=4", f"--trainer.default_root_dir={tmp_path}",
+           f"--trainer.logger.init_args.save_dir={tmp_path}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=540
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4
+    saved = ckpt["optimizer_states"][0]
+    disc = saved["param_groups"][2]
+    assert disc["name"] == "factor_tc_discriminator" and disc["lr"] == 1e-4
+    assert all(int(saved["state"][i]["step"]) == 4 for i in disc["params"])
+    header = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    for key in ("train/dip_offdiag", "train/mmd", "train/tc", "train/discriminator", "weights/kl"):
+        assert key in header, header
