@@ -82,3 +82,71 @@ def test_bad_kind_and_missing_gaussian_bottleneck_are_clear_errors():
         DIPVAE(kind="iii")
     with pytest.raises(RuntimeError, match="Gaussian bottleneck"):
         DIPVAE()(_ctx(IdentityBottleneck()(torch.randn(6, 3)), 6))
+
+
+# ---- global batch statistics under DDP ------------------------------------------------------------------
+
+
+def _dip_mmd_loss(h: torch.Tensor) -> torch.Tensor:
+    """DIP-VAE-II and MMD (both gathering the global batch) on a Gaussian bottleneck without sampling."""
+    from tripod_pl.legs import MMD
+
+    lat = GaussianBottleneck(sample_in_eval=False).eval()(h)
+    ctx = StepContext(x=torch.zeros(h.shape[0], 3, 8, 8), latents=lat, decoder=None)
+    torch.manual_seed(7)  # the same prior draws (of the global batch's size) on every rank
+    terms = {**DIPVAE(kind="ii")(ctx), **MMD(kernel="rbf")(ctx)}
+    return sum(terms.values())
+
+
+def _ddp_worker(rank: int, world: int, port: int, h_full: torch.Tensor, queue) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from .test_distributed import _exit_now
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        b = h_full.shape[0] // world
+        h = h_full[rank * b : (rank + 1) * b].clone().requires_grad_()
+        loss = _dip_mmd_loss(h)
+        loss.backward()
+        grads = torch.zeros_like(h_full)
+        grads[rank * b : (rank + 1) * b] = h.grad
+        dist.all_reduce(grads)
+        losses = [torch.zeros(()) for _ in range(world)]
+        dist.all_gather(losses, loss.detach())
+        if rank == 0:
+            queue.put(([x.item() for x in losses], (grads / world).numpy()))  # DDP averages over ranks
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    _exit_now(queue)
+
+
+@pytest.mark.slow  # two spawned gloo processes: ~10 s on the shared 2-core machine
+def test_two_ranks_compute_the_one_process_penalties_and_gradients():
+    """Every rank computes the global batch's statistic; all-gather's backward sums the ranks' gradients and
+    DDP's averaging divides by the ranks: the single-process gradient."""
+    import os
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    h_full = torch.randn(12, 6)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = 29500 + (os.getpid() + 250) % 1000
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, h_full, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    losses, grad2 = queue.get(timeout=120)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    h = h_full.clone().requires_grad_()
+    loss1 = _dip_mmd_loss(h)
+    loss1.backward()
+    assert losses == pytest.approx([loss1.item()] * 2, rel=1e-5)
+    torch.testing.assert_close(torch.from_numpy(grad2), h.grad, rtol=1e-4, atol=1e-9)
