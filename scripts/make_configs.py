@@ -35,7 +35,7 @@ FINE_N_Q = 256  # "finer quantization" ablation: a grid much finer than Tripod's
 #: KL/penalty term is divided by the number of pixel values, so these weights mean what they mean against a
 #: reconstruction summed over pixels, as in those papers.
 #: betavae: beta 4 (Higgins et al. 2017 on dSprites; Locatello's grid 1-16). dipvae1: lambda_od 10 and
-#: lambda_d = 10 lambda_od (Kulkarni et al. 2018's rule for DIP-VAE-I; Locatello's grid 1-50). dipvae2: lambda_od =
+#: lambda_d = 10 lambda_od (Locatello's rule for DIP-VAE-I and grid 1-50). dipvae2: lambda_od =
 #: lambda_d = 10 (Locatello's DIP-VAE-II rule). factorvae: gamma 30 (the middle of Locatello's grid 10-100), the
 #: paper's discriminator (6 layers of 1000, Adam lr 1e-4, betas 0.5, 0.9). infovae: InfoVAE's objective
 #: rec + (1 - alpha) KL + (alpha + lambda - 1) MMD with alpha 0, lambda 1000 (the MMD term then weighs about
