@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf.errors import OmegaConfBaseException
 
 from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, default_checkpoint_dir
 from tripod_pl.callbacks.interrupt import InterruptCheckpoint
@@ -160,7 +161,17 @@ class TripodCLI(LightningCLI):
 
     Checkpoints without an explicit ``dirpath`` go to ``<default_root_dir>/checkpoints`` (not into the
     logger's ``version_N`` folder), so a resumed run (``fit --ckpt_path last``) finds the interrupted one's.
+
+    Config files are read in jsonargparse's ``omegaconf`` mode (unless ``parser_kwargs`` says otherwise): a file
+    may refer to its own values, ``cond_dim: ${model.n_z}`` or ``every_n_steps: ${trainer.val_check_interval}``
+    (paths from the file's root). Each file is resolved when it is read: an option given after it on the
+    command line changes that option only, not the values that referred to it.
     """
+
+    PARSER_MODE = "omegaconf"
+
+    def __init__(self, *args: Any, parser_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, parser_kwargs={"parser_mode": self.PARSER_MODE, **(parser_kwargs or {})}, **kwargs)
 
     EVALUATE = "evaluate"
     TRAVERSE = "traverse"
@@ -173,7 +184,7 @@ class TripodCLI(LightningCLI):
             (self.EVALUATE, evaluate_parser, EVALUATE_DESCRIPTION),
             (self.TRAVERSE, traverse_parser, TRAVERSE_DESCRIPTION),
         ):
-            subparser = make()
+            subparser = make(parser_mode=parser.parser_mode)
             parser._subcommands_action.add_subcommand(name, subparser, help=text)
             self._subcommand_parsers[name] = subparser
 
@@ -277,6 +288,11 @@ def run(args: Sequence[str] | None = None) -> TripodCLI:
         )
     except (ConfigError, DatasetError, CheckpointError, TraverseOptionError) as err:
         print(f"tripod-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OmegaConfBaseException as err:  # a config file's ${...} that does not resolve
+        key = getattr(err, "full_key", None)
+        where = f" (in {key})" if key else ""
+        print(f"tripod-train: error: a config file's interpolation: {str(err).splitlines()[0]}{where}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
