@@ -150,3 +150,14 @@ def test_two_ranks_compute_the_one_process_penalties_and_gradients():
     loss1.backward()
     assert losses == pytest.approx([loss1.item()] * 2, rel=1e-5)
     torch.testing.assert_close(torch.from_numpy(grad2), h.grad, rtol=1e-4, atol=1e-9)
+
+
+def test_the_covariance_stays_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    mu = torch.randn(64, 5) * 3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cov = dip_covariance(mu)
+    assert cov.dtype == torch.float32
+    torch.testing.assert_close(
+        cov, torch.from_numpy(np.cov(mu.numpy(), rowvar=False, bias=True)).float(), rtol=1e-5, atol=1e-5
+    )

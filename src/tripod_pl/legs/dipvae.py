@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from tripod_pl.legs.base import Regularizer, StepContext
@@ -21,12 +22,16 @@ def dip_covariance(mu: Tensor, sigma: Tensor | None = None) -> Tensor:
     """Covariance of the aggregate posterior over a batch (n_z x n_z, population moments).
 
     DIP-VAE-I (``sigma`` None): ``Cov[mu] = mean_i mu_i mu_i^T - mean_i mu_i mean_i mu_i^T``.
-    DIP-VAE-II: ``Cov_q(z) = mean_i diag(sigma_i^2) + Cov[mu]``.
+    DIP-VAE-II: ``Cov_q(z) = mean_i diag(sigma_i^2) + Cov[mu]``. In float32 (float64 if ``mu`` is) even under
+    bf16 autocast, whose matrix product would keep about three digits of ``C``.
     """
-    centred = mu - mu.mean(0, keepdim=True)
-    cov = centred.T @ centred / mu.shape[0]
-    if sigma is not None:
-        cov = cov + (sigma**2).mean(0).diag()
+    dtype = torch.float64 if mu.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=mu.device.type, enabled=False):
+        mu = mu.to(dtype)
+        centred = mu - mu.mean(0, keepdim=True)
+        cov = centred.T @ centred / mu.shape[0]
+        if sigma is not None:
+            cov = cov + (sigma.to(dtype) ** 2).mean(0).diag()
     return cov
 
 
