@@ -37,25 +37,30 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import copy
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor
 
 from tripod_pl.animation import animation_frames, header_labels, traversal_animation
 from tripod_pl.callbacks import figures
-from tripod_pl.callbacks.loggers import FigureWriter
+from tripod_pl.callbacks.loggers import FigureWriter, figure_pixels
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import (
     CAPTURED_NMI,
+    DEFAULT_METRICS,
     Evaluation,
     best_active_latents,
+    build_metrics,
     decode_latents,
     encode_and_reconstruct,
     evaluate_model,
@@ -99,6 +104,59 @@ def source_summary(nmi: np.ndarray, active: np.ndarray, source_names: list[str] 
     return line + ("; missed: " + ", ".join(missed) if missed else "")
 
 
+def snapshot_device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _snapshot(model: TripodAutoencoder) -> TripodAutoencoder:
+    """A deep copy of ``model`` on its device, without gradients, for evaluating while training goes on."""
+    if isinstance(model, L.LightningModule):
+        raise TypeError(
+            "EvaluationCallback(asynchronous=True) snapshots pl_module.model (a TripodAutoencoder); "
+            f"{type(model).__name__} has none"
+        )
+    with torch.no_grad():
+        snapshot = copy.deepcopy(model)
+    for param in snapshot.parameters():
+        param.grad = None
+        param.requires_grad_(False)
+    return snapshot
+
+
+def _refuse_selection_on_later_weights(trainer: L.Trainer) -> None:
+    """Checkpoint callbacks that save the trainer's *current* weights when an evaluation's score arrives
+    cannot work with asynchronous evaluation: by then the weights are later ones than those evaluated."""
+    from tripod_pl.callbacks.selection import BestInfoMCheckpoint  # selection imports this module
+
+    for callback in trainer.callbacks:
+        monitor = getattr(callback, "monitor", None) if isinstance(callback, ModelCheckpoint) else None
+        if isinstance(callback, BestInfoMCheckpoint) or (monitor or "").startswith("eval/"):
+            raise ValueError(
+                f"EvaluationCallback(asynchronous=True) cannot be combined with {type(callback).__name__}"
+                f"{f'(monitor={monitor!r})' if monitor else ''}: the score of an asynchronous evaluation arrives "
+                "steps after its snapshot, when the checkpoint would hold later weights; use asynchronous=False"
+            )
+
+
+class _Recorder:
+    """A stand-in for :class:`~tripod_pl.callbacks.loggers.FigureWriter` in the worker thread: figures are
+    rendered to pixels there, every call recorded and replayed on the real writer by the main thread."""
+
+    takes_figures = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def add_figure(self, tag: str, figure: Any, global_step: int | None = None) -> None:
+        self.calls.append(("add_image", (tag, figure_pixels(figure), global_step), {}))
+
+    def __getattr__(self, method: str) -> Callable[..., None]:  # add_histogram, add_video, add_image
+        if not method.startswith("add_"):
+            raise AttributeError(method)
+        return lambda *args, **kwargs: self.calls.append((method, args, kwargs))
+
+
 class EvaluationCallback(Callback):
     """Evaluates disentanglement (InfoMEC, DCI) and reconstruction every ``every_n_steps`` training steps.
 
@@ -107,7 +165,8 @@ class EvaluationCallback(Callback):
             schedule below).
         dci: also compute D, C, I (random forests; the slowest part).
         figures: log figures, images and histograms (TensorBoard loggers only).
-        batch_size: images per encoder/decoder call.
+        batch_size: images per encoder/decoder call (default: 128 on a CPU, where larger batches fall out of
+            the caches, 1,024 on an accelerator).
         num_traversal_samples: samples whose latents are traversed in ``eval/traversals``.
         traversal_steps: values per traversed latent, evenly spaced from its minimum to its maximum over the
             evaluation subset.
@@ -128,6 +187,16 @@ class EvaluationCallback(Callback):
             (:func:`~tripod_pl.callbacks.figures.pairwise_latent_histograms`), with figures.
         animation_frames: frames of ``eval/traversal_animation``, a looping GIF of the traversal samples with
             every active latent cycled across its range (:mod:`tripod_pl.animation`; 0: off), with figures.
+        metrics: the metrics computed (names from :mod:`tripod_pl.metrics.registry`: ``infomec``, ``dci``,
+            ``mig``, ``sap``, ``modularity`` or a plugin's; dotted class paths; ``{"class_path", "init_args"}``
+            dicts). ``infomec`` is required; ``dci=False`` drops ``dci``. Each metric's float outputs are
+            logged as ``eval/<key>``.
+        asynchronous: evaluate a snapshot of the weights (a deep copy on the device) in a background thread
+            while training continues (:meth:`submit`); the results are logged at the snapshot's step when
+            they are ready (:meth:`collect`), the last one waited for at the end of training, where the final
+            evaluation runs synchronously. Checkpoint callbacks that save the current weights on an
+            evaluation's score (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`,
+            ``ModelCheckpoint(monitor="eval/...")``) are refused with it.
 
     The reference's schedule (kylehkhsu/tripod ``scripts/train_*.py``: at the start, every 2,000 steps until
     10,000, then every 10,000) is ``every_n_steps=10_000, dense_every_n_steps=2_000, dense_until=10_000,
@@ -139,7 +208,7 @@ class EvaluationCallback(Callback):
         every_n_steps: int = 10_000,
         dci: bool = True,
         figures: bool = True,
-        batch_size: int = 500,
+        batch_size: int | None = None,
         num_traversal_samples: int = 4,
         traversal_steps: int = 9,
         backend: str = "torch",
@@ -153,6 +222,8 @@ class EvaluationCallback(Callback):
         hessian_samples: int = 0,
         pairwise_histograms: bool = False,
         animation_frames: int = 20,
+        metrics: Sequence[str | dict[str, Any]] = DEFAULT_METRICS,
+        asynchronous: bool = False,
     ) -> None:
         super().__init__()
         if every_n_steps is not None and every_n_steps < 1:
@@ -169,6 +240,14 @@ class EvaluationCallback(Callback):
             raise ValueError(f"animation_frames must be 0 (off) or at least 2, got {animation_frames}")
         if traversal_steps < 2:
             raise ValueError(f"traversal_steps must be at least 2, got {traversal_steps}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        try:  # resolves the names now (plugins included), so a typo fails before training starts
+            build_metrics(metrics, discrete=True, backend=backend, infoe_protocol=infoe_protocol)
+        except (KeyError, ImportError, TypeError, ValueError) as err:
+            raise ValueError(f"EvaluationCallback metrics: {err}") from err
+        self.metrics = list(metrics)
+        self.asynchronous = bool(asynchronous)
         self.every_n_steps = every_n_steps
         self.steps = frozenset(int(t) for t in steps)
         self.dense_every_n_steps, self.dense_until, self.at_start = dense_every_n_steps, int(dense_until), at_start
@@ -190,6 +269,11 @@ class EvaluationCallback(Callback):
         #: the latest full result (global rank 0 only)
         self.last_evaluation: Evaluation | None = None
         self._subset: tuple[Tensor, Tensor] | None = None
+        # asynchronous mode: one worker thread, at most one evaluation in flight (its step and future)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self._pending_step: int | None = None
+        self._stream: Any = None
 
     # ---- Lightning hooks -----------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -204,6 +288,8 @@ class EvaluationCallback(Callback):
                 "EvaluationCallback needs a datamodule with eval_subset() -> (uint8 images, sources), "
                 f"got {type(datamodule).__name__}"
             )
+        if self.asynchronous:
+            _refuse_selection_on_later_weights(trainer)
 
     def is_scheduled(self, step: int) -> bool:
         """Whether the schedule evaluates after ``step`` optimizer steps (step 0: the initial weights)."""
@@ -219,19 +305,28 @@ class EvaluationCallback(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
         if step == 0 and self.at_start and step != self.last_step and not self._skip(trainer):
-            self.evaluate(trainer, pl_module)
+            self._start(trainer, pl_module)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
+        if self._pending_step is not None:
+            self.collect(trainer, wait=False)
         if step > 0 and self.is_scheduled(step) and step != self.last_step and not self._skip(trainer):
-            self.evaluate(trainer, pl_module)
+            self._start(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.collect(trainer, wait=True)
         step = trainer.global_step
         if self.evaluate_at_end and step > 0 and step != self.last_step and not self._skip(trainer):
             self.evaluate(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._shutdown(wait=False)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._shutdown(wait=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": self.last_step}
@@ -252,11 +347,79 @@ class EvaluationCallback(Callback):
         step = trainer.global_step
         self.last_step = step
         self.evaluated_steps.append(step)
+        return self._share(trainer, step, lambda: self._evaluate_on_rank_zero(trainer, pl_module, step))
+
+    def submit(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Starts an evaluation of a snapshot of the current weights in the background (asynchronous mode).
+
+        Rank 0 deep-copies the model on its device and evaluates the copy in a worker thread (on a GPU, on a
+        CUDA stream of its own) while training continues; :meth:`collect` logs the result at the snapshot's
+        step. At most one evaluation is in flight: a pending one is waited for first. Every rank calls this at
+        the same point.
+        """
+        self.collect(trainer, wait=True)
+        step = trainer.global_step
+        self.last_step = step
+        self.evaluated_steps.append(step)
+        self._pending_step = step
+        if trainer.is_global_zero:
+            snapshot = _snapshot(_model_of(pl_module))
+            names = self._source_names(trainer, None)
+            takes_figures = self.figures and FigureWriter(trainer.loggers).takes_figures
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tripod-evaluation")
+            stream = None
+            if snapshot_device(snapshot).type == "cuda":
+                self._stream = self._stream or torch.cuda.Stream(snapshot_device(snapshot))
+                stream = self._stream
+                stream.wait_stream(torch.cuda.current_stream(snapshot_device(snapshot)))  # the copy is done first
+            images, sources = self.eval_subset(trainer)
+            self._pending = self._executor.submit(
+                self._evaluate_snapshot, snapshot, images, sources, names, step, takes_figures, stream
+            )
+
+    def collect(self, trainer: L.Trainer, wait: bool) -> dict[str, float] | None:
+        """Logs the pending asynchronous evaluation at its own step, if there is one and it is done (or
+        ``wait``: after waiting for it); returns its scalars, else ``None``. A failure in the worker is
+        raised here. Single process: polled after every batch; several ranks: collected at the next
+        evaluation and at the end of training only (every rank reaches the broadcast there)."""
+        step = self._pending_step
+        if step is None:
+            return None
+        if not wait and (trainer.world_size > 1 or self._pending is None or not self._pending.done()):
+            return None
+        future, self._pending, self._pending_step = self._pending, None, None
+
+        def finish() -> dict[str, float]:
+            assert future is not None
+            scalars, result, records = future.result()
+            self.last_evaluation = result
+            writer = FigureWriter(trainer.loggers)
+            for method, args, kwargs in records:
+                getattr(writer, method)(*args, **kwargs)
+            return scalars
+
+        return self._share(trainer, step, finish)
+
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.asynchronous:
+            self.submit(trainer, pl_module)
+        else:
+            self.evaluate(trainer, pl_module)
+
+    def _shutdown(self, wait: bool) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=not wait)
+            self._executor = None
+        self._pending = self._pending_step = None
+
+    def _share(self, trainer: L.Trainer, step: int, compute: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """Runs ``compute`` on rank 0, broadcasts its scalars (or its error) and logs them at ``step``."""
         payload: dict[str, Any] = {}
         error: BaseException | None = None
         if trainer.is_global_zero:
             try:
-                payload["scalars"] = self._evaluate_on_rank_zero(trainer, pl_module, step)
+                payload["scalars"] = compute()
             except Exception as err:  # shared with the other ranks below, then re-raised
                 error = err
                 payload["error"] = f"{type(err).__name__}: {err}"
@@ -290,27 +453,55 @@ class EvaluationCallback(Callback):
         images, sources = self.eval_subset(trainer)
         model = _model_of(pl_module)
         with isolate_rng():
-            result = evaluate_model(
-                model,
-                images,
-                sources,
-                dci=self.dci,
-                backend=self.backend,
-                batch_size=self.batch_size,
-                infoe_protocol=self.infoe_protocol,
-                hessian_samples=self.hessian_samples,
-            )
+            result = self._evaluate(model, images, sources)
         self.last_evaluation = result
-        scalars = {**result.scalars, "seconds": result.seconds}
         writer = FigureWriter(trainer.loggers)  # TensorBoard, W&B, MLflow, CSV (tripod_pl.callbacks.loggers)
         if self.figures and writer.takes_figures:
-            names = [
-                str(n)
-                for n in getattr(trainer.datamodule, "source_names", None)
-                or [f"s{i}" for i in range(result.nmi.shape[0])]
-            ]
-            self._log_figures(writer, model, result, images, names, step)
-        return scalars
+            self._log_figures(writer, model, result, images, self._source_names(trainer, result), step)
+        return {**result.scalars, "seconds": result.seconds}
+
+    def _evaluate(self, model: TripodAutoencoder, images: Tensor, sources: Tensor) -> Evaluation:
+        return evaluate_model(
+            model,
+            images,
+            sources,
+            dci=self.dci,
+            backend=self.backend,
+            batch_size=self.batch_size,
+            infoe_protocol=self.infoe_protocol,
+            hessian_samples=self.hessian_samples,
+            metrics=self.metrics,
+        )
+
+    def _evaluate_snapshot(
+        self,
+        snapshot: TripodAutoencoder,
+        images: Tensor,
+        sources: Tensor,
+        names: list[str] | None,
+        step: int,
+        takes_figures: bool,
+        stream: Any,
+    ) -> tuple[dict[str, float], Evaluation, list[tuple[str, tuple, dict]]]:
+        """The worker thread's part: the evaluation of ``snapshot`` and its figures, rendered to pixels here
+        and recorded for the main thread to log. Draws from no global random stream (training's are left as
+        they are without ``isolate_rng``, which is not thread-safe)."""
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            result = self._evaluate(snapshot, images, sources)
+            recorder = _Recorder()
+            if takes_figures:
+                names = names or [f"s{i}" for i in range(result.nmi.shape[0])]
+                self._log_figures(recorder, snapshot, result, images, names, step)
+            if stream is not None:
+                stream.synchronize()  # nothing of the snapshot's is still being computed when it is freed
+        return {**result.scalars, "seconds": result.seconds}, result, recorder.calls
+
+    @staticmethod
+    def _source_names(trainer: L.Trainer, result: Evaluation | None) -> list[str] | None:
+        names = getattr(trainer.datamodule, "source_names", None)
+        if names:
+            return [str(n) for n in names]
+        return None if result is None else [f"s{i}" for i in range(result.nmi.shape[0])]
 
     def _log_figures(
         self, writer: Any, model: TripodAutoencoder, result: Evaluation, images: Tensor, names: list[str], step: int
