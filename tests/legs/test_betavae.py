@@ -65,3 +65,11 @@ def test_the_model_adds_beta_times_kl_to_the_reconstruction():
     loss, terms, _ = model(torch.rand(4, 3, 64, 64) * 2 - 1)
     assert set(terms) == {"reconstruction", "kl"}
     torch.testing.assert_close(loss, terms["reconstruction"] + 6.0 * terms["kl"])
+
+
+def test_the_baseline_legs_are_registered_by_short_name():
+    from tripod_pl.legs import DIPVAE, MMD, FactorTC, get_leg, list_legs
+
+    for name, cls in {"kl": KL, "dip_vae": DIPVAE, "mmd": MMD, "factor_tc": FactorTC}.items():
+        assert get_leg(name) is cls and cls.leg_name == name and name in list_legs()
+        assert build_leg({"class_path": name}).spec() == cls().spec()

@@ -1,6 +1,7 @@
 """Legs: the bottleneck and the regularizers that shape the latent space (docs/legs.md).
 
-Every leg is a thin ``torch.nn.Module`` over a function of :mod:`tripod_pl.legs.functional`, registered by a
+Every leg is a thin ``torch.nn.Module`` over a function of :mod:`tripod_pl.legs.functional` (or of its own module: the
+VAE baselines' ``betavae``, ``dipvae``, ``infovae``, ``factorvae``), registered by a
 short name; third-party packages add legs through the ``tripod_pl.legs`` entry-point group.
 """
 
