@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tripod_pl.metrics
+import tripod_pl.metrics.classes
 from tripod_pl.callbacks import EvaluationCallback
 from tripod_pl.data.transforms import to_float_images
 
@@ -125,7 +126,8 @@ def test_training_mode_and_random_streams_are_left_as_they_were(tiny_h5, monkeyp
         torch.rand(4), np.random.rand(4), random.random()
         return real_infomec(*args, **kwargs)
 
-    monkeypatch.setattr(tripod_pl.metrics, "infomec", infomec_drawing_from_the_global_generators)
+    # the InfoMEC metric class calls the functional form it imported
+    monkeypatch.setattr(tripod_pl.metrics.classes, "infomec", infomec_drawing_from_the_global_generators)
     model = tiny_model()
     model.train()
     model.model.decoder.eval()  # a submodule deliberately in eval mode stays so
@@ -244,3 +246,111 @@ def test_hessian_statistics_pairwise_histograms_and_the_infoe_protocol_are_optio
 def test_the_new_diagnostics_are_off_by_default(tmp_path, tiny_h5):
     cb = EvaluationCallback()
     assert (cb.infoe_protocol, cb.hessian_samples, cb.pairwise_histograms) == ("paper", 0, False)
+
+
+# ---- metrics option ------------------------------------------------------------------------------------
+def test_listed_metrics_are_logged_with_the_values_of_their_functional_forms(tmp_path, tiny_h5):
+    cb = EvaluationCallback(every_n_steps=2, dci=False, figures=False, metrics=["infomec", "mig", "dci"])
+    trainer, model, data = fit(tmp_path, tiny_h5, cb, max_steps=2)
+    _, sources = data.eval_subset()
+    latents = cb.last_evaluation.latents
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert m["eval/mig"] == pytest.approx(float(tripod_pl.metrics.mig(sources, latents)["mig"]), abs=1e-6)
+    assert m["eval/infom"] == pytest.approx(tripod_pl.metrics.infomec(sources, latents, True)["infom"], abs=1e-6)
+    assert "eval/d" not in m  # dci=False drops it from the list
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [(["infomec", "nope"], "no metric named 'nope'"), (["dci"], "must include 'infomec'"), (["infomec"] * 2, "twice")],
+)
+def test_a_bad_metrics_list_fails_at_construction(metrics, message):
+    with pytest.raises(ValueError, match=message):
+        EvaluationCallback(metrics=metrics)
+
+
+# ---- asynchronous evaluation ---------------------------------------------------------------------------
+class _Recording(CSVLogger):
+    """A CSV logger that also keeps every ``log_metrics`` call."""
+
+    def __init__(self, root):
+        super().__init__(str(root), name="rec")
+        self.calls = []
+
+    def log_metrics(self, metrics, step=None):
+        self.calls.append((step, dict(metrics)))
+        super().log_metrics(metrics, step)
+
+
+def _eval_calls(logger):
+    return {step: m for step, m in logger.calls if "eval/infom" in m}
+
+
+def test_asynchronous_evaluation_logs_the_same_scores_at_the_same_steps_and_leaves_training_alone(tmp_path, tiny_h5):
+    runs = {}
+    for asynchronous in (False, True):
+        logger = _Recording(tmp_path / str(asynchronous))
+        cb = EvaluationCallback(every_n_steps=2, dci=True, figures=True, animation_frames=0, asynchronous=asynchronous)
+        trainer, model, _ = fit(tmp_path / str(asynchronous), tiny_h5, cb, max_steps=5, logger=logger)
+        runs[asynchronous] = (cb, logger, model)
+    runs_dirs = ("False", "True")
+    (sync_cb, sync_log, sync_model), (async_cb, async_log, async_model) = runs[False], runs[True]
+    assert async_cb.evaluated_steps == sync_cb.evaluated_steps == [2, 4, 5]
+    sync_evals, async_evals = _eval_calls(sync_log), _eval_calls(async_log)
+    assert sorted(async_evals) == [2, 4, 5]
+    for step in (2, 4, 5):  # the snapshot of step t scores as the weights at step t did
+        for key in ("eval/infom", "eval/infoc", "eval/infoe", "eval/d", "eval/psnr", "eval/num_active"):
+            assert async_evals[step][key] == sync_evals[step][key], (step, key)
+    for a, b in zip(sync_model.parameters(), async_model.parameters()):  # training is not perturbed
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # figures rendered in the worker reach the logger at their steps (a CSV logger gets PNG files)
+    files = {run: sorted(p.relative_to(tmp_path / run) for p in (tmp_path / run).rglob("*.png")) for run in runs_dirs}
+    assert files["True"] == files["False"] and any("nmi/step_0000002" in str(p) for p in files["True"])
+    assert async_cb._executor is None  # shut down at teardown
+
+
+def test_asynchronous_evaluation_waits_for_a_pending_one_before_the_next(tmp_path, tiny_h5, monkeypatch):
+    import tripod_pl.callbacks.evaluation as evaluation_module
+
+    real, running = evaluation_module.evaluate_model, []
+
+    def slow(*args, **kwargs):
+        running.append(1)
+        assert len(running) == 1, "two evaluations in flight"
+        try:
+            return real(*args, **kwargs)
+        finally:
+            running.pop()
+
+    monkeypatch.setattr(evaluation_module, "evaluate_model", slow)
+    logger = _Recording(tmp_path)
+    cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False, asynchronous=True)
+    fit(tmp_path, tiny_h5, cb, max_steps=4, logger=logger)
+    assert sorted(_eval_calls(logger)) == [1, 2, 3, 4]
+
+
+def test_a_failure_in_the_worker_stops_training(tmp_path, tiny_h5, monkeypatch):
+    import tripod_pl.callbacks.evaluation as evaluation_module
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("broken metric")
+
+    monkeypatch.setattr(evaluation_module, "evaluate_model", broken)
+    cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False, asynchronous=True)
+    with pytest.raises(FloatingPointError, match="broken metric"):
+        fit(tmp_path, tiny_h5, cb, max_steps=3)
+
+
+@pytest.mark.parametrize("kind", ["best_infom", "monitor"])
+def test_asynchronous_evaluation_refuses_checkpoints_chosen_by_its_scores(tmp_path, tiny_h5, kind):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from tripod_pl.callbacks import BestInfoMCheckpoint
+
+    selection = BestInfoMCheckpoint(psnr_threshold=0.0, psnr_stage="eval")
+    if kind == "monitor":
+        selection = ModelCheckpoint(dirpath=str(tmp_path), monitor="eval/infom", mode="max")
+    cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False, asynchronous=True)
+    trainer = tiny_trainer(tmp_path, [cb, selection], enable_checkpointing=True)
+    with pytest.raises(ValueError, match="asynchronous=True cannot be combined"):
+        trainer.fit(tiny_model(), datamodule=tiny_data(tiny_h5))
