@@ -1,12 +1,18 @@
-"""``tripod-train traverse`` on a trained checkpoint: the GIFs of its active latents, their frames and timing."""
+"""``tripod-train traverse`` on the quickstart's checkpoint, run as the README writes it: the GIFs of its active
+latents, their frames and timing; and the animation the quickstart logs to TensorBoard while it trains."""
 
 from __future__ import annotations
 
-import lightning as L
+import io
+import shlex
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image, ImageSequence
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tripod_pl import TripodModule
 from tripod_pl.animation import cycle_values
@@ -15,30 +21,41 @@ from tripod_pl.cli import main
 from tripod_pl.cli.traverse import default_out_dir, traverse_checkpoint
 from tripod_pl.data import HDF5DataModule
 from tripod_pl.evaluation import evaluate_model
-from tripod_pl.legs import FSQ, KLM
 
-from ..helpers import TINY
+from ..helpers import ROOT
+from .test_readme import quickstart_in
 
-EVAL_SIZE = 120
+EVAL_SIZE = 60  # quickstart_in's
+CKPT = "runs/quickstart/checkpoints/last.ckpt"
+
+
+def readme_traverse_command() -> list[str]:
+    """The README's ``tripod-train traverse ...`` line, as arguments."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    line = next(ln for ln in lines if ln.startswith("tripod-train traverse "))
+    return shlex.split(line, comments=True)[1:]
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tiny_h5, tmp_path_factory) -> str:
-    """A tiny Tripod after a few training steps, saved by a trainer fitted with the data module."""
+def quickstart(tiny_h5, tmp_path_factory) -> Path:
+    """A folder where configs/quickstart.yaml (tiny and 2 steps long, quickstart_in) has run: its ``runs/``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("run")
-    model = TripodModule(FSQ(), [KLM()], n_z=4, **TINY)
-    trainer = L.Trainer(
-        max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=str(root),
-    )  # fmt: skip
-    trainer.fit(model, datamodule=HDF5DataModule(tiny_h5, batch_size=16, num_workers=0, eval_size=EVAL_SIZE))
-    path = root / "checkpoints" / "tiny.ckpt"
-    trainer.save_checkpoint(path)
+    folder = tmp_path_factory.mktemp("quickstart")
+    path = quickstart_in(folder, tiny_h5)
+    config = yaml.safe_load(open(path))
+    for callback in config["trainer"]["callbacks"]:  # the evaluation's costly parts off (tested elsewhere)
+        if callback["class_path"].endswith("EvaluationCallback"):
+            callback["init_args"].update(dci=False, hessian_samples=0, pairwise_histograms=False, animation_frames=6)
+    Path(path).write_text(yaml.safe_dump(config))
+    main(["fit", "--config", path, f"--trainer.default_root_dir={folder / 'runs/quickstart'}"])
     torch.set_num_threads(threads)
-    return str(path)
+    return folder
+
+
+@pytest.fixture
+def tiny_ckpt(quickstart) -> str:
+    return str(quickstart / CKPT)
 
 
 def read_gif(path) -> tuple[list[np.ndarray], list[int]]:
@@ -49,17 +66,21 @@ def read_gif(path) -> tuple[list[np.ndarray], list[int]]:
     return frames, durations
 
 
-def test_traverse_command_writes_a_grid_and_one_gif_per_active_latent(tiny_ckpt, tiny_h5, tmp_path, capsys):
-    out = tmp_path / "gifs"
-    main(["traverse", "--ckpt_path", tiny_ckpt, "--out", str(out), "--num_frames", "8", "--fps", "5",
-          "--num_samples", "3", "--device", "cpu"])  # fmt: skip
+def test_the_readmes_traverse_command_writes_a_grid_and_one_gif_per_active_latent(
+    quickstart, tiny_ckpt, tiny_h5, capsys, monkeypatch
+):
+    monkeypatch.chdir(quickstart)
+    args = readme_traverse_command()
+    assert args[args.index("--ckpt_path") + 1] == CKPT
+    main([*args, "--num_frames", "8", "--fps", "5", "--num_samples", "3", "--device", "cpu"])
+    out = quickstart / "runs/quickstart/checkpoints/last.traversals"  # next to the checkpoint
     module = TripodModule.load_from_checkpoint(tiny_ckpt, map_location="cpu", weights_only=True)
     images, sources = HDF5DataModule(tiny_h5, eval_size=EVAL_SIZE).eval_subset()
     result = evaluate_model(module.model, images, sources, dci=False)
     active = [int(j) for j in np.flatnonzero(result.active)]
     assert active, "the tiny model has no active latent: the test needs one"
     assert sorted(p.name for p in out.iterdir()) == sorted(["traversals.gif", *(f"z{j}.gif" for j in active)])
-    assert f"wrote {1 + len(active)} GIFs into {out}" in capsys.readouterr().out
+    assert f"wrote {1 + len(active)} GIFs into {out.relative_to(quickstart)}:" in capsys.readouterr().out
 
     grid, durations = read_gif(out / "traversals.gif")
     header, cell = 26, 66  # two header lines of 12 px and padding; 64 px images, 2 px apart
@@ -82,12 +103,21 @@ def test_traverse_command_writes_a_grid_and_one_gif_per_active_latent(tiny_ckpt,
         assert np.abs(first - recon[0].permute(1, 2, 0).numpy().astype(int)).mean() < 8  # GIF palette error
 
 
-def test_traverse_writes_next_to_the_checkpoint_by_default(tiny_ckpt):
-    paths = traverse_checkpoint(tiny_ckpt, num_frames=3, num_samples=1, device="cpu", all_latents=True)
-    assert paths[0] == default_out_dir(tiny_ckpt) / "traversals.gif"
-    assert default_out_dir(tiny_ckpt).name == "tiny.traversals"
-    assert [p.name for p in paths[1:]] == ["z0.gif", "z1.gif", "z2.gif", "z3.gif"]  # all latents, active or not
+def test_traverse_can_animate_every_latent_into_any_folder(tiny_ckpt, tmp_path):
+    paths = traverse_checkpoint(tiny_ckpt, out=tmp_path / "gifs", num_frames=3, num_samples=1, all_latents=True)
+    assert paths[0] == tmp_path / "gifs" / "traversals.gif"
+    assert default_out_dir(tiny_ckpt).name == "last.traversals"
+    assert [p.name for p in paths[1:]] == [f"z{j}.gif" for j in range(14)]  # all latents, active or not
     assert all(p.is_file() for p in paths)
+
+
+def test_the_quickstart_logs_the_animation_to_tensorboard(quickstart):
+    events = EventAccumulator(str(quickstart / "runs/quickstart/lightning_logs/version_0"), size_guidance={"images": 0})
+    events.Reload()
+    (video,) = events.Images("eval/traversal_animation")
+    assert video.step == 2 and video.encoded_image_string[:6] == b"GIF89a"
+    gif = Image.open(io.BytesIO(video.encoded_image_string))
+    assert (gif.height, gif.width) == (video.height, video.width) and gif.n_frames > 1
 
 
 @pytest.mark.parametrize(
