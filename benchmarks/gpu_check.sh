@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The GPU checks of the speed work, for a machine with one CUDA GPU (H100/H200 class):
+#   tests    the tests that need CUDA (they skip without it): `pytest -m cuda` if that marker exists, and
+#            every test file that asks torch.cuda.is_available(), fast tests only, skip reasons listed;
+#   train    benchmarks/train_step.py at the paper's size, bf16-mixed, eager (all five methods);
+#   compile  the same with torch.compile (QLAE and Tripod, the methods the targets name: Tripod <= 15 ms,
+#            QLAE <= 5 ms, Tripod / QLAE <= 2.65);
+#   metrics  benchmarks/metrics_speed.py with the torch backend on the GPU against scikit-learn as the
+#            reference code calls it.
+# Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics ...]   (default: all, about 8-10 minutes;
+# split the stages over two runs where one command may not run that long).
+# Runs this checkout from src/ (no install) with the python that holds a CUDA build of torch ($PYTHON,
+# default python3; it also needs numpy, scikit-learn, h5py, lightning and pytest). Results go to
+# benchmarks/results/; when $OUT names a folder (the device machine's return folder), the log and copies of
+# the results go there too. Exit status: 0 when every stage passed, 1 when one failed, 2 without a GPU.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+RESULTS=benchmarks/results
+LOG=${OUT:-$RESULTS}/gpu_check.log
+mkdir -p "$(dirname "$LOG")"
+exec > >(tee "$LOG") 2>&1
+
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "gpu_check: $PY sees no CUDA GPU (torch.cuda.is_available() is False); nothing checked"
+    exit 2
+fi
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
+"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+
+status=0
+stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, record failure, keep going
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*"
+    local start=$SECONDS
+    timeout --signal=INT "$limit" "$@"
+    local rc=$?
+    echo "== $name: exit $rc after $((SECONDS - start)) s"
+    [ "$rc" -eq 0 ] || status=1
+}
+
+stages=${*:-all}
+want() { [[ " $stages " == *" all "* || " $stages " == *" $1 "* ]]; }
+
+if want tests; then
+    mapfile -t files < <(grep -rlE "cuda\.is_available\(\)|mark\.cuda|requires_cuda" tests --include='test_*.py' | sort)
+    if grep -qE '^\s*"cuda:' pyproject.toml; then
+        stage "tests (-m cuda)" 300 "$PY" -m pytest -q -p no:cacheprovider -rs -m cuda tests
+    fi
+    stage "tests (files that need CUDA: ${files[*]})" 300 "$PY" -m pytest -q -p no:cacheprovider -rs -m "not slow" "${files[@]}"
+fi
+# channels-last networks and images where the model offers them (as a user turning every option on would)
+mapfile -t layout < <("$PY" -c "import inspect; from tripod_pl.model import TripodAutoencoder as T
+if 'channels_last' in inspect.signature(T).parameters: print('--channels-last')")
+if want train; then
+    stage "train_step bf16 eager" 240 "$PY" benchmarks/train_step.py --device cuda --size paper \
+        --precision bf16-mixed --steps 30 --warmup 5 "${layout[@]}"
+fi
+if want compile; then
+    stage "train_step bf16 compile" 420 "$PY" benchmarks/train_step.py --device cuda --size paper \
+        --precision bf16-mixed --steps 30 --warmup 5 "${layout[@]}" --compile --methods qlae tripod
+fi
+if want metrics; then
+    stage "metrics_speed cuda" 240 "$PY" benchmarks/metrics_speed.py --device cuda --baselines reference
+fi
+
+if [ -n "${OUT:-}" ]; then  # at most 8 files come back: the log and these
+    for f in "$RESULTS"/train_step_cuda_paper_bf16*.json "$RESULTS"/train_step_cuda_paper_bf16*_profile.txt \
+        "$RESULTS"/metrics_speed_cuda.json; do
+        [ -f "$f" ] && cp "$f" "$OUT"/
+    done
+fi
+echo "gpu_check: $([ "$status" -eq 0 ] && echo 'every stage passed' || echo 'a stage FAILED (see above)')"
+exit "$status"
