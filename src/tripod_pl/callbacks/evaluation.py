@@ -164,7 +164,8 @@ class EvaluationCallback(Callback):
         every_n_steps: evaluate after every multiple of this many optimizer steps (``None``: only on the
             schedule below).
         dci: also compute D, C, I (random forests; the slowest part).
-        figures: log figures, images and histograms (TensorBoard loggers only).
+        figures: log figures, images and histograms (to every logger that takes them: TensorBoard, W&B, MLflow,
+            CSV as files; :mod:`tripod_pl.callbacks.loggers`).
         batch_size: images per encoder/decoder call (default: 128 on a CPU, where larger batches fall out of
             the caches, 1,024 on an accelerator).
         num_traversal_samples: samples whose latents are traversed in ``eval/traversals``.

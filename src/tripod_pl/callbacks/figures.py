@@ -3,7 +3,8 @@ pairwise 2-D latent histograms and the decoder Hessians' diagonal vs off-diagona
 
 Pure functions of arrays and tensors, no Lightning: each returns a :class:`matplotlib.figure.Figure` built
 without ``pyplot`` (no global figure registry, no GUI backend, safe in a training process) or an image tensor
-for ``SummaryWriter.add_image``. :class:`~tripod_pl.callbacks.EvaluationCallback` logs them to TensorBoard.
+for ``SummaryWriter.add_image``. :class:`~tripod_pl.callbacks.EvaluationCallback` logs them to every logger that
+takes images (:class:`~tripod_pl.callbacks.loggers.FigureWriter`).
 
 Example:
     >>> fig = nmi_heatmap(result.nmi, result.active, ["shape", "scale"])
