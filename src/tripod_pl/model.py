@@ -30,7 +30,7 @@ from tripod_pl.legs import functional as LF
 from tripod_pl.legs.base import Bottleneck, Leg, Regularizer, StepContext
 from tripod_pl.legs.registry import build_leg
 from tripod_pl.legs.schedules import Schedule, build_schedule
-from tripod_pl.nets import Decoder, Encoder, MLPEncoder
+from tripod_pl.nets import CompiledCall, Decoder, Encoder, MLPEncoder
 
 __all__ = ["RECONSTRUCTION_LOSSES", "LossTerms", "TripodAutoencoder"]
 
@@ -77,6 +77,11 @@ class TripodAutoencoder(nn.Module):
         weight_schedules: term name -> :class:`~tripod_pl.legs.schedules.Schedule` (or its spec): the term's
             weight is multiplied by ``schedule(step)`` when :meth:`compute_terms` gets the training step
             (docs/legs.md, "Weight schedules").
+        channels_last: keep the networks' convolution weights and the training images in the channels-last
+            memory format (faster convolutions on tensor-core GPUs; docs/architecture.md, "Speed options").
+        compile: run the encoder and the decoder (its Hessian-penalty passes included) through
+            ``torch.compile`` in training; where compiling fails, one warning says why and they run eagerly
+            (:class:`~tripod_pl.nets.CompiledCall`). Inference (``encode``, ``decode``) stays eager.
     """
 
     def __init__(
@@ -95,6 +100,8 @@ class TripodAutoencoder(nn.Module):
         encoder_type: str = "residual",
         reconstruction_loss: str = "bce",
         weight_schedules: Mapping[str, Schedule | dict[str, Any]] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.weight_schedules = {name: build_schedule(s) for name, s in (weight_schedules or {}).items()}
@@ -133,6 +140,18 @@ class TripodAutoencoder(nn.Module):
             activation_norm=activation_norm,
             gelu_approximate=gelu_approximate,
         )
+        self.channels_last, self.compile_networks = bool(channels_last), bool(compile)
+        if self.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoder.to(memory_format=torch.channels_last)
+        # the compiled networks as training calls them, in a plain dict (not submodules: the state dict is unchanged)
+        self._compiled: dict[str, CompiledCall] = {}
+        if compile:
+            self._compiled = {
+                "encoder": CompiledCall(self.encoder, "encoder"),
+                "decoder": CompiledCall(self.decoder, "decoder"),
+                "penalty": CompiledCall(self.decoder, "decoder's Hessian-penalty passes"),
+            }
 
     @property
     def legs(self) -> list[Leg]:
@@ -162,7 +181,10 @@ class TripodAutoencoder(nn.Module):
     # Inference: without gradients (training goes through compute_terms). Images may be uint8 pixels as the
     # dataset files hold them (N x H x W x 3) or channels first, or float in [-1, 1]: see as_model_input.
     def _images(self, x: Tensor) -> Tensor:
-        return as_model_input(x, dtype=next(self.encoder.parameters()).dtype)
+        return self._memory_format(as_model_input(x, dtype=next(self.encoder.parameters()).dtype))
+
+    def _memory_format(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
@@ -195,8 +217,9 @@ class TripodAutoencoder(nn.Module):
         loss multiplied by its weight (``leg.weights``, default 1), times its weight schedule at the training
         ``step`` if it has one and ``step`` is given (without a step, the legs' weights as configured).
         """
-        latents = self.bottleneck(self.encoder(x))
-        logits = self.decoder(latents.z)
+        encoder, decoder = self._compiled.get("encoder", self.encoder), self._compiled.get("decoder", self.decoder)
+        latents = self.bottleneck(encoder(self._memory_format(x)))
+        logits = decoder(latents.z)
         target = (x.float() + 1) / 2
         if self.reconstruction_loss == "dssim":
             reconstruction = LF.dssim(torch.sigmoid(logits.float()), target)
@@ -204,7 +227,7 @@ class TripodAutoencoder(nn.Module):
             reconstruction = F.binary_cross_entropy_with_logits(logits.float(), target)
         terms = {"reconstruction": reconstruction}
         weights = {"reconstruction": 1.0}
-        ctx = StepContext(x=x, latents=latents, decoder=self.decoder)
+        ctx = StepContext(x=x, latents=latents, decoder=self.decoder, decoder_call=self._compiled.get("penalty"))
         for leg, leg_terms in [(self.bottleneck, latents.terms), *((r, r(ctx)) for r in self.regularizers)]:
             for name, value in leg_terms.items():
                 if name in terms:

@@ -37,6 +37,7 @@ class TripodModule(L.LightningModule):
             the data by the CLI).
         weight_schedules: term name -> schedule of its weight over the global step (the model's, see
             :class:`~tripod_pl.model.TripodAutoencoder`); each scheduled weight is logged as ``weights/<term>``.
+        channels_last, compile: speed options of the model, see :class:`~tripod_pl.model.TripodAutoencoder`.
         lr, betas: AdamW parameters.
         weight_decay: AdamW weight decay on the encoder's and decoder's weights; their biases and the legs'
             parameters never decay (:meth:`~tripod_pl.model.TripodAutoencoder.parameter_groups`).
@@ -58,6 +59,8 @@ class TripodModule(L.LightningModule):
         encoder_type: str = "residual",
         reconstruction_loss: str = "bce",
         weight_schedules: Mapping[str, Schedule] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -79,7 +82,12 @@ class TripodModule(L.LightningModule):
             encoder_type=encoder_type,
             reconstruction_loss=reconstruction_loss,
             weight_schedules=weight_schedules,
+            channels_last=channels_last,
+            compile=compile,
         )
+        # non-finite training losses since the last check, a flag on the device (see training_step)
+        self._nonfinite: Tensor | None = None
+        self._unchecked_steps = 0
         # the resolved values: the number of latents, and the legs as plain data, so a checkpoint rebuilds them
         # (plugins included) without pickling; through save_hyperparameters, so hparams.yaml records them too
         schedules = {"weight_schedules": self.model.schedule_specs()} if self.model.weight_schedules else {}
@@ -141,9 +149,26 @@ class TripodModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        self._check_finite(loss)
         return loss
+
+    def _check_finite(self, loss: Tensor) -> None:
+        """Raises ``FloatingPointError`` once a training loss was NaN or infinite, without making the host wait
+        for the device every step: a flag accumulates on the device and is read only every
+        ``trainer.log_every_n_steps`` steps, when the loggers read the logged values anyway (so a failure is
+        reported at most that many steps late)."""
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        self._unchecked_steps += 1
+        trainer = self._trainer
+        every = trainer.log_every_n_steps if trainer is not None else 1
+        if self._unchecked_steps >= every:
+            failed, steps = bool(self._nonfinite), self._unchecked_steps
+            self._nonfinite, self._unchecked_steps = None, 0
+            if failed:
+                raise FloatingPointError(
+                    f"non-finite training loss within the {steps} steps up to step {self.global_step}"
+                )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "val")

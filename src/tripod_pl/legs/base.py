@@ -44,16 +44,23 @@ class Latents:
 class _Activations:
     """Callable view of a decoder restricted to named activations (what the Hessian penalties differentiate).
 
-    With ``dtype`` set (e.g. float64) the decoder runs with its parameters cast to that dtype; gradients
-    still reach the original parameters.
+    With ``dtype`` set (e.g. float64) the decoder runs with its parameters cast to that dtype and autocast off;
+    gradients still reach the original parameters. Without, it runs as trained, through ``call(z, names)`` if
+    given (the compiled decoder) or ``decoder.activations``.
     """
 
-    def __init__(self, decoder: nn.Module, names: Sequence[str], dtype: torch.dtype | None = None) -> None:
-        self.decoder, self.names, self.dtype = decoder, list(names), dtype
+    def __init__(
+        self,
+        decoder: nn.Module,
+        names: Sequence[str],
+        dtype: torch.dtype | None = None,
+        call: Callable[..., Sequence[Tensor]] | None = None,
+    ) -> None:
+        self.decoder, self.names, self.dtype, self.call = decoder, list(names), dtype, call
 
     def __call__(self, z: Tensor) -> list[Tensor]:
         if self.dtype is None:
-            return self.decoder.activations(z, self.names)
+            return list(self.call(z, self.names)) if self.call is not None else self.decoder.activations(z, self.names)
         state = {name: t.to(self.dtype) for name, t in self.decoder.named_parameters()}
         state.update({name: t.to(self.dtype) for name, t in self.decoder.named_buffers()})
         with torch.autocast(z.device.type, enabled=False):
@@ -68,16 +75,19 @@ class StepContext:
         x: input images, B x C x H x W in [-1, 1].
         latents: the bottleneck output.
         decoder: the decoder; ``decoder.activations(z, names)`` gives named activations.
+        decoder_call: the decoder as the model runs it, ``decoder_call(z, names)`` (compiled with
+            ``compile: true``); ``None``: the decoder itself.
     """
 
     x: Tensor
     latents: Latents
     decoder: nn.Module
+    decoder_call: Callable[..., Any] | None = None
 
     def activations(self, names: Sequence[str], dtype: torch.dtype | None = None) -> Callable[[Tensor], list[Tensor]]:
         """``f(z) -> [activation for name in names]``, running the decoder no further than needed, in
-        ``dtype`` if given (default: as trained)."""
-        return _Activations(self.decoder, names, dtype)
+        ``dtype`` if given (default: as trained, compiled if the model is)."""
+        return _Activations(self.decoder, names, dtype, self.decoder_call)
 
     @property
     def num_pixels(self) -> int:

@@ -18,10 +18,16 @@ __all__ = ["KLM", "NHP", "BetaTC", "HessianPenalty"]
 DEFAULT_ACTIVATIONS = ("cond", "block0", "block1", "block2")
 
 
+def _full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 (float64 stays): kernel density estimates of nearby latents need more than bf16."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 @register_leg("klm")
 class KLM(Regularizer):
     """Kernel latent multiinformation, Tripod's second leg (see :func:`functional.klm`), on the decoder's
-    latents ``z`` with bandwidths from the std ``s`` of the continuous latents.
+    latents ``z`` with bandwidths from the std ``s`` of the continuous latents; in float32 with autocast off
+    (under ``bf16-mixed`` too).
 
     Args:
         weight: lambda_KLM.
@@ -43,12 +49,13 @@ class KLM(Regularizer):
 
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:
         lat = ctx.latents
-        z, rows = gather_batch(lat.z, self.batch_stats)
-        if self.fixed_std is None:
-            s = LF.latent_std(gather_batch(lat.z_c, self.batch_stats)[0])
-        else:
-            s = torch.full((z.shape[1],), self.fixed_std, device=z.device, dtype=z.dtype)
-        return {"klm": LF.klm(z, s, rows=rows)}
+        with torch.autocast(lat.z.device.type, enabled=False):  # float32 under bf16-mixed
+            z, rows = gather_batch(_full_precision(lat.z), self.batch_stats)
+            if self.fixed_std is None:
+                s = LF.latent_std(gather_batch(_full_precision(lat.z_c), self.batch_stats)[0])
+            else:
+                s = torch.full((z.shape[1],), self.fixed_std, device=z.device, dtype=z.dtype)
+            return {"klm": LF.klm(z, s, rows=rows)}
 
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -212,6 +219,9 @@ class BetaTC(Regularizer):
             raise RuntimeError("BetaTC needs a Gaussian bottleneck (latents with mu and sigma)")
         if self.dataset_size is None:
             raise RuntimeError("BetaTC.build(n_z, dataset_size) must be called before use")
-        (z, rows), (mu, _), (sigma, _) = (gather_batch(t, self.batch_stats) for t in (lat.z, lat.mu, lat.sigma))
-        terms = LF.beta_tc(z, mu, sigma, self.dataset_size, rows=rows)
+        with torch.autocast(lat.z.device.type, enabled=False):  # float32 under bf16-mixed
+            (z, rows), (mu, _), (sigma, _) = (
+                gather_batch(_full_precision(t), self.batch_stats) for t in (lat.z, lat.mu, lat.sigma)
+            )
+            terms = LF.beta_tc(z, mu, sigma, self.dataset_size, rows=rows)
         return {name: value / ctx.num_pixels for name, value in terms.items()}

@@ -24,9 +24,33 @@ def check_gelu(approximate: str) -> str:
     return form
 
 
-def channel_norm(channels: int, affine: bool) -> nn.GroupNorm:
-    """Per-channel GroupNorm (one group per channel)."""
-    return nn.GroupNorm(channels, channels, affine=affine)
+class ChannelNorm(nn.GroupNorm):
+    """Per-channel GroupNorm (one group per channel): every channel of every image normalized over its
+    pixels, ``(x - mean) / sqrt(var + eps)``, then ``* weight + bias`` if affine (same parameters and state dict
+    as ``nn.GroupNorm(channels, channels)``).
+
+    On a channels-last input it is written with elementary operations: the fused kernel's forward-mode
+    derivative (NHP's ``method: jvp``) fails on channels-last tensors (torch 2.13, a ``view`` of non-contiguous
+    memory); low-precision inputs are then normalized in float32, as autocast does for the fused kernel.
+    """
+
+    def __init__(self, channels: int, affine: bool) -> None:
+        super().__init__(channels, channels, affine=affine)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.is_contiguous():
+            return super().forward(x)
+        y = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        centred = y - y.mean((2, 3), keepdim=True)
+        y = centred * torch.rsqrt(centred.square().mean((2, 3), keepdim=True) + self.eps)
+        if self.affine:
+            y = y * self.weight[:, None, None] + self.bias[:, None, None]
+        return y
+
+
+def channel_norm(channels: int, affine: bool) -> ChannelNorm:
+    """Per-channel GroupNorm (one group per channel), :class:`ChannelNorm`."""
+    return ChannelNorm(channels, affine)
 
 
 class ResidualBlock(nn.Module):
@@ -125,6 +149,7 @@ def mlp_layer(in_features: int, out_features: int, gelu_approximate: str = GELU_
 
 __all__ = [
     "GELU_APPROXIMATE",
+    "ChannelNorm",
     "ConditionedResidualBlock",
     "LayerNorm",
     "ResidualBlock",
