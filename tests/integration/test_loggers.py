@@ -169,3 +169,22 @@ def test_mlflow_gets_images_with_their_step_and_the_animation_as_an_artifact(new
         "image", "run-1", (5, 7, 3), "eval/nmi/step_0000040.png", None, None
     )  # fmt: skip
     assert logger.calls == [first, ("artifact", "run-1", b"GIF89a", "step_0000040.gif", "eval/traversal_animation")]
+
+
+def test_a_real_mlflow_logger_stores_the_images_and_the_animation(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")  # not a dependency: pip install mlflow (or mlflow-skinny)
+    from lightning.pytorch.loggers import MLFlowLogger
+    from matplotlib.figure import Figure
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 wants a database; a folder is enough here
+    logger = MLFlowLogger(experiment_name="tripod-pl-test", tracking_uri=f"file:{tmp_path / 'mlruns'}")
+    writer = FigureWriter([logger])
+    fig = Figure(figsize=(2, 1))
+    fig.add_subplot().plot([0, 1])
+    writer.add_figure("eval/nmi", fig, 40)
+    writer.add_video("eval/traversal_animation", np.zeros((3, 4, 6, 3), dtype=np.uint8), 40)
+    logger.finalize("success")
+    artifacts = tmp_path / "mlruns" / logger.experiment_id / logger.run_id / "artifacts"
+    (png,) = (artifacts / "images").glob("eval*nmi*step*40*[0-9a-f].png")
+    assert Image.open(png).size == (200, 100)
+    assert (artifacts / "eval" / "traversal_animation" / "step_0000040.gif").read_bytes()[:6] == b"GIF89a"
