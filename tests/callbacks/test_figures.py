@@ -105,3 +105,22 @@ def test_hessian_figure_plots_the_diagonal_share_and_mass_per_activation():
     assert mass.get_yscale() == "log"
     with pytest.raises(ValueError, match="hessian"):
         figures.hessian_figure({"eval/infom": 0.5})
+
+
+def test_traversal_latents_sweep_one_latent_per_row_shared_or_per_sample():
+    latents = torch.arange(6.0).reshape(2, 3)  # samples [0, 1, 2] and [3, 4, 5]
+    shared = torch.tensor([[-1.0, 1.0], [7.0, 8.0]])  # latent 2 swept over -1, 1; latent 0 over 7, 8
+    z = figures.traversal_latents(latents, shared, [2, 0])
+    assert z.shape == (2, 2, 2, 3)
+    assert z[1, 0].tolist() == [[3.0, 4.0, -1.0], [3.0, 4.0, 1.0]]
+    assert z[0, 1].tolist() == [[7.0, 1.0, 2.0], [8.0, 1.0, 2.0]]
+    own = torch.stack([shared, shared + 10])  # sample 1 sweeps its own values
+    z = figures.traversal_latents(latents, own, [2, 0])
+    assert z[1, 0].tolist() == [[3.0, 4.0, 9.0], [3.0, 4.0, 11.0]] and z[0, 0].tolist() == [
+        [0.0, 1.0, -1.0],
+        [0.0, 1.0, 1.0],
+    ]
+    with pytest.raises(ValueError, match="values must be"):
+        figures.traversal_latents(latents, own[:1], [2, 0])
+    with pytest.raises(ValueError, match="2 rows of values for 1"):
+        figures.traversal_latents(latents, shared, [2])
