@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torchmetrics.utilities.data import dim_zero_cat
 
 from tripod_pl.metrics._accumulate import LatentSourceMetric
 from tripod_pl.metrics.dci import dci
@@ -27,12 +28,22 @@ from tripod_pl.metrics.infomec import INFOE_PROTOCOLS, infomec
 __all__ = ["DCI", "InfoMEC"]
 
 
+class _Gathered(LatentSourceMetric):
+    """:class:`LatentSourceMetric` whose ``compute()`` also takes the states as torchmetrics leaves them after a
+    DDP sync (one concatenated tensor instead of a list)."""
+
+    def compute(self) -> dict:
+        if len(self.latents) == 0:
+            raise ValueError(f"{type(self).__name__}.compute() called before any update()")
+        return self._score(dim_zero_cat(self.sources), dim_zero_cat(self.latents))
+
+
 def _check_backend(backend: str) -> None:
     if backend not in ("torch", "sklearn"):
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'sklearn'")
 
 
-class InfoMEC(LatentSourceMetric):
+class InfoMEC(_Gathered):
     """InfoM, InfoC, InfoE, the NMI matrix and the active latents (:func:`tripod_pl.metrics.infomec`).
 
     Args:
@@ -72,7 +83,7 @@ class InfoMEC(LatentSourceMetric):
         )
 
 
-class DCI(LatentSourceMetric):
+class DCI(_Gathered):
     """D, C, I and the importance matrix (:func:`tripod_pl.metrics.dci`): random forests, 90/10 split.
 
     Args:
