@@ -177,9 +177,10 @@ def test_compile_fallback_lets_the_callers_own_errors_through():
 
 @pytest.mark.slow
 def test_compiled_training_step_matches_eager_on_cpu():
-    # compiling takes minutes on a shared 2-core CPU (inductor's C++ code generation)
+    # compiling takes minutes on a shared 2-core CPU (inductor's C++ code generation). NHP by jvp: float32
+    # finite differences would amplify the compiler's different rounding (0.2 % of the loss at this size)
     x = _images()
-    eager, compiled = _model("tripod"), _model("tripod", compile=True)
+    eager, compiled = _model("tripod_jvp"), _model("tripod_jvp", compile=True)
     compiled.load_state_dict(eager.state_dict())
     torch.manual_seed(3)
     ref = eager(x)
@@ -187,7 +188,7 @@ def test_compiled_training_step_matches_eager_on_cpu():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback
         torch.manual_seed(3)
         out = compiled(x)
-    assert compiled._compiled["encoder"].reason is None and compiled._compiled["decoder"].reason is None
+    assert all(call.reason is None for call in compiled._compiled.values())
     torch.testing.assert_close(out.loss, ref.loss, rtol=1e-4, atol=1e-5)
     out.loss.backward(), ref.loss.backward()
     torch.testing.assert_close(compiled.decoder.input.grad, eager.decoder.input.grad, rtol=1e-3, atol=1e-5)
@@ -239,7 +240,8 @@ def test_training_step_does_not_synchronise_with_the_device():
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    module._trainer = SimpleNamespace(log_every_n_steps=1000, global_step=0)  # logging is Lightning's business
+    # no logging (that is the Trainer's business): self.log returns at once with barebones
+    module._trainer = SimpleNamespace(log_every_n_steps=1000, global_step=0, barebones=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a trainer loop
         step()  # warm-up: lazy initialisations may synchronise once
