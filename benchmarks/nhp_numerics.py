@@ -18,6 +18,12 @@ is shared). Both for the quickstart's ``activations: [cond]`` and the paper's fo
 activations::
 
     python benchmarks/nhp_numerics.py        # writes benchmarks/results/nhp_numerics_cpu.json
+
+``--bf16`` instead measures NHP under CPU bf16 autocast (``bf16-mixed``) against float32 ``jvp``, with the
+paper's four activations at ``c`` = 0.3 and 0.03: finite differences (the activations are upcast, but the
+passes ran in bf16), ``jvp`` in bf16, and ``jvp`` with ``dtype="float32"`` (autocast off in the passes)::
+
+    python benchmarks/nhp_numerics.py --bf16 # writes benchmarks/results/nhp_numerics_bf16_cpu.json
 """
 
 from __future__ import annotations
@@ -104,12 +110,36 @@ def timing(decoder: Decoder, names: list[str], n_z: int, batch: int, repeats: in
     }
 
 
+def bf16_autocast(decoder: Decoder, names: list[str], n_z: int, batch: int) -> list[dict]:
+    rows = []
+    for c in (0.3, 0.03):
+        z = 0.1 + c * torch.randn(batch, n_z, generator=torch.Generator().manual_seed(1))
+        ref_value, ref_grad = nhp_and_grad(decoder, names, z, "jvp", None, seed=3)
+        row: dict = {"scale": c}
+        for label, method, dtype in [
+            ("fd_bf16", "finite_difference", None),
+            ("jvp_bf16", "jvp", None),
+            ("jvp_bf16_dtype_float32", "jvp", torch.float32),
+        ]:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                value, grad = nhp_and_grad(decoder, names, z, method, dtype, seed=3)
+            row[label] = {
+                "nhp_rel_err_vs_jvp32": abs(value - ref_value) / abs(ref_value),
+                "grad_rel_err_vs_jvp32": ((grad - ref_grad).norm() / ref_grad.norm()).item(),
+            }
+        print(f"  c={c}: " + "  ".join(f"{k}: {v}" for k, v in row.items() if isinstance(v, dict)))
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(RESULTS / "nhp_numerics_cpu.json"))
+    parser.add_argument("--bf16", action="store_true", help="the bf16 autocast comparison only")
+    parser.add_argument("--out", default=None, help="JSON file (default under benchmarks/results/)")
     args = parser.parse_args()
+    out = args.out or str(RESULTS / ("nhp_numerics_bf16_cpu.json" if args.bf16 else "nhp_numerics_cpu.json"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     n_z, batch = 14, 32
@@ -122,6 +152,13 @@ def main() -> None:
         "model": {"decoder_widths": [64, 32, 16, 8], "cond_dim": 64, "n_z": n_z, "batch": batch, "eps": 0.1, "k": 2},
         "activations": {},
     }
+    if args.bf16:
+        names = ["cond", "block0", "block1", "block2"]
+        print("bf16 autocast, four activations: relative errors against float32 jvp")
+        result["bf16_autocast"] = bf16_autocast(decoder, names, n_z, batch)
+        del result["activations"]
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        return
     for names in (["cond"], ["cond", "block0", "block1", "block2"]):
         key = ",".join(names)
         print(f"activations {key}: NHP value, |grad|, rel. error of the gradient vs fd64 / vs jvp64")
@@ -129,7 +166,7 @@ def main() -> None:
         cost = timing(decoder, names, n_z, batch, args.repeats)
         print(f"  seconds (fwd+bwd of NHP): {cost['seconds']}  ratio to fd32: {cost['ratio_to_fd32']}")
         result["activations"][key] = {"sweep": rows, "cost": cost}
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v["cost"]["ratio_to_fd32"] for k, v in result["activations"].items()}))
 
 
