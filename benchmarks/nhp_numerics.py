@@ -24,6 +24,11 @@ paper's four activations at ``c`` = 0.3 and 0.03: finite differences (the activa
 passes ran in bf16), ``jvp`` in bf16, and ``jvp`` with ``dtype="float32"`` (autocast off in the passes)::
 
     python benchmarks/nhp_numerics.py --bf16 # writes benchmarks/results/nhp_numerics_bf16_cpu.json
+
+``--step`` times a whole training step (forward, backward, AdamW) of the quickstart model (batch 32, 64x64,
+NHP on ``cond``) with each NHP variant and without NHP (median of ``--repeats``)::
+
+    python benchmarks/nhp_numerics.py --step # writes benchmarks/results/nhp_numerics_step_cpu.json
 """
 
 from __future__ import annotations
@@ -132,14 +137,51 @@ def bf16_autocast(decoder: Decoder, names: list[str], n_z: int, batch: int) -> l
     return rows
 
 
+def step_cost(repeats: int) -> dict:
+    from tripod_pl.legs import FSQ, KLM, NHP
+    from tripod_pl.model import TripodAutoencoder
+
+    variants = {
+        "no_nhp": [],
+        "fd32": [NHP(activations=["cond"])],
+        "fd64": [NHP(activations=["cond"], dtype="float64")],
+        "jvp32": [NHP(activations=["cond"], method="jvp")],
+    }
+    x = torch.rand(32, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    seconds = {}
+    for name, nhp in variants.items():
+        torch.manual_seed(0)
+        model = TripodAutoencoder(
+            FSQ(n_q=12),
+            [KLM(weight=1e-4), *nhp],
+            n_z=14,
+            encoder_widths=(8, 16, 32, 64),
+            decoder_widths=(64, 32, 16, 8),
+            cond_dim=64,
+        )
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        times = []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            model(x).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - start)
+        seconds[name] = statistics.median(times[1:])
+        print(f"  {name}: {seconds[name]:.3f} s per step")
+    return {"seconds_per_step": seconds, "ratio_to_fd32": {k: v / seconds["fd32"] for k, v in seconds.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="the bf16 autocast comparison only")
+    parser.add_argument("--step", action="store_true", help="the quickstart training step's time only")
     parser.add_argument("--out", default=None, help="JSON file (default under benchmarks/results/)")
     args = parser.parse_args()
-    out = args.out or str(RESULTS / ("nhp_numerics_bf16_cpu.json" if args.bf16 else "nhp_numerics_cpu.json"))
+    suffix = "_bf16" if args.bf16 else "_step" if args.step else ""
+    out = args.out or str(RESULTS / f"nhp_numerics{suffix}_cpu.json")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     n_z, batch = 14, 32
@@ -152,6 +194,12 @@ def main() -> None:
         "model": {"decoder_widths": [64, 32, 16, 8], "cond_dim": 64, "n_z": n_z, "batch": batch, "eps": 0.1, "k": 2},
         "activations": {},
     }
+    if args.step:
+        print("training step of the quickstart model, NHP on cond")
+        result["training_step"] = step_cost(args.repeats)
+        del result["activations"]
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        return
     if args.bf16:
         names = ["cond", "block0", "block1", "block2"]
         print("bf16 autocast, four activations: relative errors against float32 jvp")
