@@ -352,5 +352,5 @@ def test_asynchronous_evaluation_refuses_checkpoints_chosen_by_its_scores(tmp_pa
         selection = ModelCheckpoint(dirpath=str(tmp_path), monitor="eval/infom", mode="max")
     cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False, asynchronous=True)
     trainer = tiny_trainer(tmp_path, [cb, selection], enable_checkpointing=True)
-    with pytest.raises(ValueError, match="asynchronous=True cannot be combined"):
+    with pytest.raises(ValueError, match=r"asynchronous=True\) cannot be combined"):
         trainer.fit(tiny_model(), datamodule=tiny_data(tiny_h5))

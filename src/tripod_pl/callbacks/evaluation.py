@@ -53,7 +53,7 @@ from torch import Tensor
 
 from tripod_pl.animation import animation_frames, header_labels, traversal_animation
 from tripod_pl.callbacks import figures
-from tripod_pl.callbacks.loggers import FigureWriter, figure_pixels
+from tripod_pl.callbacks.loggers import FigureWriter
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import (
     CAPTURED_NMI,
@@ -137,24 +137,6 @@ def _refuse_selection_on_later_weights(trainer: L.Trainer) -> None:
                 f"{f'(monitor={monitor!r})' if monitor else ''}: the score of an asynchronous evaluation arrives "
                 "steps after its snapshot, when the checkpoint would hold later weights; use asynchronous=False"
             )
-
-
-class _Recorder:
-    """A stand-in for :class:`~tripod_pl.callbacks.loggers.FigureWriter` in the worker thread: figures are
-    rendered to pixels there, every call recorded and replayed on the real writer by the main thread."""
-
-    takes_figures = True
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple, dict]] = []
-
-    def add_figure(self, tag: str, figure: Any, global_step: int | None = None) -> None:
-        self.calls.append(("add_image", (tag, figure_pixels(figure), global_step), {}))
-
-    def __getattr__(self, method: str) -> Callable[..., None]:  # add_histogram, add_video, add_image
-        if not method.startswith("add_"):
-            raise AttributeError(method)
-        return lambda *args, **kwargs: self.calls.append((method, args, kwargs))
 
 
 class EvaluationCallback(Callback):
@@ -366,7 +348,8 @@ class EvaluationCallback(Callback):
         if trainer.is_global_zero:
             snapshot = _snapshot(_model_of(pl_module))
             names = self._source_names(trainer, None)
-            takes_figures = self.figures and FigureWriter(trainer.loggers).takes_figures
+            writer = FigureWriter(trainer.loggers) if self.figures else None
+            writer = writer if writer is not None and writer.takes_figures else None
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tripod-evaluation")
             stream = None
@@ -376,7 +359,7 @@ class EvaluationCallback(Callback):
                 stream.wait_stream(torch.cuda.current_stream(snapshot_device(snapshot)))  # the copy is done first
             images, sources = self.eval_subset(trainer)
             self._pending = self._executor.submit(
-                self._evaluate_snapshot, snapshot, images, sources, names, step, takes_figures, stream
+                self._evaluate_snapshot, snapshot, images, sources, names, step, writer, stream
             )
 
     def collect(self, trainer: L.Trainer, wait: bool) -> dict[str, float] | None:
@@ -393,11 +376,8 @@ class EvaluationCallback(Callback):
 
         def finish() -> dict[str, float]:
             assert future is not None
-            scalars, result, records = future.result()
+            scalars, result = future.result()
             self.last_evaluation = result
-            writer = FigureWriter(trainer.loggers)
-            for method, args, kwargs in records:
-                getattr(writer, method)(*args, **kwargs)
             return scalars
 
         return self._share(trainer, step, finish)
@@ -481,21 +461,21 @@ class EvaluationCallback(Callback):
         sources: Tensor,
         names: list[str] | None,
         step: int,
-        takes_figures: bool,
+        writer: FigureWriter | None,
         stream: Any,
-    ) -> tuple[dict[str, float], Evaluation, list[tuple[str, tuple, dict]]]:
-        """The worker thread's part: the evaluation of ``snapshot`` and its figures, rendered to pixels here
-        and recorded for the main thread to log. Draws from no global random stream (training's are left as
-        they are without ``isolate_rng``, which is not thread-safe)."""
+    ) -> tuple[dict[str, float], Evaluation]:
+        """The worker thread's part: the evaluation of ``snapshot`` and its figures, made, rendered and logged
+        here (the loggers' image calls are thread-safe; the scalars are logged by the main thread). Draws from
+        no global random stream (training's are left as they are without ``isolate_rng``, which is not
+        thread-safe)."""
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             result = self._evaluate(snapshot, images, sources)
-            recorder = _Recorder()
-            if takes_figures:
+            if writer is not None:
                 names = names or [f"s{i}" for i in range(result.nmi.shape[0])]
-                self._log_figures(recorder, snapshot, result, images, names, step)
+                self._log_figures(writer, snapshot, result, images, names, step)
             if stream is not None:
                 stream.synchronize()  # nothing of the snapshot's is still being computed when it is freed
-        return {**result.scalars, "seconds": result.seconds}, result, recorder.calls
+        return {**result.scalars, "seconds": result.seconds}, result
 
     @staticmethod
     def _source_names(trainer: L.Trainer, result: Evaluation | None) -> list[str] | None:
