@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from tripod_pl.legs.schedules import Cyclic, LinearWarmup
+from tripod_pl.module import load_model
 
 from ..helpers import cli_fit, quickstart_config
 
@@ -66,6 +67,11 @@ def test_factorvae_with_schedules_resumes_exactly(tmp_path, tiny_h5):
     disc_state = [saved["state"][i] for i in saved["param_groups"][2]["params"]]
     assert disc_state and all(int(s["step"]) == n and s["exp_avg"].abs().sum() > 0 for s in disc_state)
     assert ckpt["hyper_parameters"]["weight_schedules"]["kl"]["class_path"].endswith("LinearWarmup")
+    restored = load_model(str(last))  # rebuilt from the checkpoint's plain-data hyper-parameters
+    assert restored.model.scheduled_weights(3) == pytest.approx({"kl": 2.0 * 3 / 5, "tc": 0.0})
+    weights = restored.model.regularizers[1].discriminator.state_dict()
+    for name, value in weights.items():
+        torch.testing.assert_close(value, ckpt["state_dict"][f"model.regularizers.1.discriminator.{name}"])
     cli = cli_fit(cfg, part, 2 * n, "--ckpt_path=last")
     assert cli.trainer.global_step == 2 * n
 
