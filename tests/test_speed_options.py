@@ -14,10 +14,14 @@ import torch
 
 from tripod_pl.data import HDF5DataModule
 from tripod_pl.legs import (
+    DIPVAE,
     FSQ,
+    KL,
     KLM,
+    MMD,
     NHP,
     BetaTC,
+    FactorTC,
     GaussianBottleneck,
     HessianPenalty,
     IdentityBottleneck,
@@ -38,6 +42,10 @@ METHODS = {
     "tripod": lambda: (FSQ(n_q=12), [KLM(weight=1e-4), NHP(weight=1e-2, activations=["cond", "block0"])]),
     "tripod_jvp": lambda: (FSQ(n_q=12), [KLM(weight=1e-4), NHP(activations=["cond", "block0"], method="jvp")]),
     "tripod_naive": lambda: (FSQ(n_q=12), [KLM(fixed_std=0.5), HessianPenalty(activations=["cond", "block0"])]),
+    "betavae": lambda: (GaussianBottleneck(), [KL(beta=4.0)]),
+    "dipvae": lambda: (GaussianBottleneck(), [KL(), DIPVAE()]),
+    "infovae": lambda: (GaussianBottleneck(), [KL(), MMD()]),
+    "factorvae": lambda: (GaussianBottleneck(), [KL(), FactorTC(hidden=16)]),
 }
 
 

@@ -52,6 +52,14 @@ class LossTerms(NamedTuple):
     logits: Tensor
 
 
+def _run(leg: Regularizer, ctx: StepContext) -> dict[str, Tensor]:
+    """The leg's terms; with autocast off unless the leg runs at the training precision (``full_precision``)."""
+    if not leg.full_precision:
+        return leg(ctx)
+    with torch.autocast(ctx.x.device.type, enabled=False):
+        return leg(ctx)
+
+
 class TripodAutoencoder(nn.Module):
     """Encoder, bottleneck leg, decoder and regularizer legs; ``forward`` returns the loss and its terms.
 
@@ -228,7 +236,7 @@ class TripodAutoencoder(nn.Module):
         terms = {"reconstruction": reconstruction}
         weights = {"reconstruction": 1.0}
         ctx = StepContext(x=x, latents=latents, decoder=self.decoder, decoder_call=self._compiled.get("penalty"))
-        for leg, leg_terms in [(self.bottleneck, latents.terms), *((r, r(ctx)) for r in self.regularizers)]:
+        for leg, leg_terms in [(self.bottleneck, latents.terms), *((r, _run(r, ctx)) for r in self.regularizers)]:
             for name, value in leg_terms.items():
                 if name in terms:
                     raise KeyError(f"loss term {name!r} of {type(leg).__name__} is already taken by another leg")

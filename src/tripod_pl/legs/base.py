@@ -163,5 +163,10 @@ class Bottleneck(Leg):
 class Regularizer(Leg):
     """A leg adding loss terms computed from a :class:`StepContext`."""
 
+    #: under mixed precision the model calls the leg with autocast off, so its statistics of the (float32)
+    #: latents stay in float32; legs that run networks at the training precision (the Hessian penalties'
+    #: decoder passes) set this to ``False``
+    full_precision: ClassVar[bool] = True
+
     def forward(self, ctx: StepContext) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

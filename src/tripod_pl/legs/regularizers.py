@@ -62,6 +62,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class _DecoderPenalty(Regularizer):
+    full_precision = False  # the decoder passes run at the training precision (see ``dtype``)
+
     def __init__(
         self,
         weight: float,
