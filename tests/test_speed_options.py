@@ -33,6 +33,8 @@ from tripod_pl.model import TripodAutoencoder
 from tripod_pl.module import TripodModule
 from tripod_pl.nets import CompiledCall
 
+from .helpers import TINY, tiny_data, tiny_trainer
+
 SMALL = dict(n_z=4, encoder_widths=(4, 8), decoder_widths=(8, 4), cond_dim=8, image_size=16, dataset_size=100)
 
 METHODS = {
@@ -260,3 +262,16 @@ def test_training_step_does_not_synchronise_with_the_device():
                 step()
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+def test_fit_with_bf16_mixed_channels_last_and_exact_nhp(tiny_h5, tmp_path, one_thread):
+    torch.manual_seed(0)
+    nhp = NHP(activations=["cond", "block0"], method="jvp", diagnostics=True)
+    module = TripodModule(FSQ(n_q=12), [KLM(), nhp], n_z=4, channels_last=True, **TINY)
+    trainer = tiny_trainer(tmp_path, [], precision="bf16-mixed", log_every_n_steps=2)
+    trainer.fit(module, datamodule=tiny_data(tiny_h5))
+    assert trainer.global_step == 4
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"]) and metrics["train/nhp"] > 0
+    assert module.hparams["channels_last"] and module.hparams["compile"] is False
+    assert module._unchecked_steps == 0  # checked at steps 2 and 4
