@@ -29,6 +29,12 @@ passes ran in bf16), ``jvp`` in bf16, and ``jvp`` with ``dtype="float32"`` (auto
 NHP on ``cond``) with each NHP variant and without NHP (median of ``--repeats``)::
 
     python benchmarks/nhp_numerics.py --step # writes benchmarks/results/nhp_numerics_step_cpu.json
+
+``--paper`` evaluates NHP once at the paper's model size (default widths, n_z 14, the four activations) at
+initialisation, on 32 images of ``data/procedural.h5`` (the latents as the first training step sees them:
+FSQ codes, ``s`` from ``z_c``): value, gradient errors and seconds of ``fd32``, ``fd64`` and ``jvp32``::
+
+    python benchmarks/nhp_numerics.py --paper # writes benchmarks/results/nhp_numerics_paper_cpu.json
 """
 
 from __future__ import annotations
@@ -172,15 +178,54 @@ def step_cost(repeats: int) -> dict:
     return {"seconds_per_step": seconds, "ratio_to_fd32": {k: v / seconds["fd32"] for k, v in seconds.items()}}
 
 
+def paper_init(path: str) -> dict:
+    import h5py
+
+    from tripod_pl.data import to_float_images
+    from tripod_pl.legs import FSQ
+    from tripod_pl.model import TripodAutoencoder
+
+    with h5py.File(path) as f:
+        x = to_float_images(torch.from_numpy(f["images"][: 32 * 97 : 97]))
+    torch.manual_seed(0)
+    model = TripodAutoencoder(FSQ(n_q=12), [], n_z=14)
+    with torch.no_grad():
+        latents = model.bottleneck(model.encoder(x))
+    z, s = latents.z, LF.latent_std(latents.z_c)
+    names = ["cond", "block0", "block1", "block2"]
+    runs = {}
+    for name, (dtype, method) in METHODS.items():
+        if name == "jvp64":
+            continue
+        start = time.perf_counter()
+        zz, ss = (z, s) if dtype is None else (z.to(dtype), s.to(dtype))
+        model.decoder.zero_grad(set_to_none=True)
+        gen = torch.Generator().manual_seed(3)
+        value = LF.nhp(_Activations(model.decoder, names, dtype), zz, ss, generator=gen, method=method)
+        value.backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in model.decoder.parameters()]
+        runs[name] = (value.item(), torch.cat([g.flatten() for g in grads]).double(), time.perf_counter() - start)
+    result: dict = {"s": {"min": s.min().item(), "median": s.median().item(), "max": s.max().item()}}
+    for name, (value, grad, seconds) in runs.items():
+        result[name] = {"nhp": value, "grad_norm": grad.norm().item(), "seconds": seconds}
+        for ref in ("fd64", "jvp32"):
+            ref_grad = runs[ref][1]
+            result[name][f"grad_rel_err_vs_{ref}"] = ((grad - ref_grad).norm() / ref_grad.norm()).item()
+        print(f"  {name}: {result[name]}")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="the bf16 autocast comparison only")
     parser.add_argument("--step", action="store_true", help="the quickstart training step's time only")
+    parser.add_argument("--paper", action="store_true", help="NHP at the paper's size at initialisation only")
+    parser.add_argument("--data", default="data/procedural.h5", help="images for --paper")
     parser.add_argument("--out", default=None, help="JSON file (default under benchmarks/results/)")
     args = parser.parse_args()
-    suffix = "_bf16" if args.bf16 else "_step" if args.step else ""
+    suffix = "_bf16" if args.bf16 else "_step" if args.step else "_paper" if args.paper else ""
     out = args.out or str(RESULTS / f"nhp_numerics{suffix}_cpu.json")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -194,6 +239,13 @@ def main() -> None:
         "model": {"decoder_widths": [64, 32, 16, 8], "cond_dim": 64, "n_z": n_z, "batch": batch, "eps": 0.1, "k": 2},
         "activations": {},
     }
+    if args.paper:
+        print("paper size, at initialisation, four activations")
+        result["model"] = {"size": "paper (default widths)", "n_z": 14, "batch": 32, "eps": 0.1, "k": 2}
+        result["paper_init"] = paper_init(args.data)
+        del result["activations"]
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        return
     if args.step:
         print("training step of the quickstart model, NHP on cond")
         result["training_step"] = step_cost(args.repeats)
