@@ -1,0 +1,34 @@
+"""Smoke test of benchmarks/evaluation_share.py on the quickstart config at tiny widths: its record's stages and
+shares fit together (speed itself is measured by the benchmark, never asserted here)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ..helpers import ROOT, TINY
+
+SCRIPT = ROOT / "benchmarks" / "evaluation_share.py"
+
+
+@pytest.mark.slow
+def test_the_record_of_a_tiny_quickstart(tmp_path: Path, tiny_h5: str) -> None:
+    spec = importlib.util.spec_from_file_location("evaluation_share_benchmark", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    config["model"].update(TINY)
+    config["data"].update(path=tiny_h5, num_workers=0, batch_size=8, generate_if_missing=False, eval_size=64)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = bench.measure(str(tmp_path / "config.yaml"), "cpu", steps=2, repeats=1, ckpt=None)
+    evaluation = run["evaluation"]
+    assert set(evaluation["stages_wall"]) == {"encode", "infomec", "dci", "hessian"}  # the config's options
+    assert sum(evaluation["stages_wall"].values()) <= evaluation["evaluate_wall"]
+    assert evaluation["total_wall"] == pytest.approx(evaluation["evaluate_wall"] + evaluation["figures_wall"])
+    assert run["every_n_steps"] == 400 and run["eval_images"] == 64
+    train_seconds = 400 * run["seconds_per_step"]
+    assert run["share_sync"] == pytest.approx(evaluation["total_wall"] / train_seconds)
+    assert run["share_async_blocking"] == pytest.approx(evaluation["snapshot_wall"] / train_seconds)
