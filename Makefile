@@ -10,7 +10,7 @@ CONFIG ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
 PARALLEL ?= 2
 
-.PHONY: help venv train test test-slow lint format bench configs results clean
+.PHONY: help venv train test test-slow lint format bench bench-gpu configs results clean
 
 help:
 	@echo "make train      create $(VENV), install tripod_pl and train $(CONFIG)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test-slow  run the slow tests too"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks (JSON results in benchmarks/results/)"
+	@echo "make bench-gpu  the GPU checks on a CUDA machine: CUDA tests, train_step bf16 (eager, compiled), metrics"
 	@echo "make results    the procedural sweep (8 methods x 3 seeds; resumable): results/procedural.{md,json,png}"
 
 $(VENV)/.installed: pyproject.toml
@@ -57,6 +58,10 @@ results: venv
 
 bench: venv
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Uses the python that holds a CUDA torch (PYTHON=..., default python3) with this checkout's src/; no venv.
+bench-gpu:
+	PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache
