@@ -341,16 +341,37 @@ def test_a_failure_in_the_worker_stops_training(tmp_path, tiny_h5, monkeypatch):
         fit(tmp_path, tiny_h5, cb, max_steps=3)
 
 
-@pytest.mark.parametrize("kind", ["best_infom", "monitor"])
-def test_asynchronous_evaluation_refuses_checkpoints_chosen_by_its_scores(tmp_path, tiny_h5, kind):
+@pytest.mark.parametrize("kind", ["psnr_stage_val", "monitor"])
+def test_asynchronous_evaluation_refuses_checkpoints_it_cannot_pair_with_their_weights(tmp_path, tiny_h5, kind):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from tripod_pl.callbacks import BestInfoMCheckpoint
 
-    selection = BestInfoMCheckpoint(psnr_threshold=0.0, psnr_stage="eval")
+    selection = BestInfoMCheckpoint(psnr_threshold=0.0, psnr_stage="val")
     if kind == "monitor":
         selection = ModelCheckpoint(dirpath=str(tmp_path), monitor="eval/infom", mode="max")
     cb = EvaluationCallback(every_n_steps=1, dci=False, figures=False, asynchronous=True)
     trainer = tiny_trainer(tmp_path, [cb, selection], enable_checkpointing=True)
     with pytest.raises(ValueError, match=r"asynchronous=True\) cannot be combined"):
         trainer.fit(tiny_model(), datamodule=tiny_data(tiny_h5))
+
+
+def test_asynchronous_selection_keeps_the_weights_of_the_step_it_chose(tmp_path, tiny_h5):
+    from tripod_pl.callbacks import BestInfoMCheckpoint
+
+    chosen = {}
+    for asynchronous in (False, True):
+        root = tmp_path / str(asynchronous)
+        selection = BestInfoMCheckpoint(psnr_threshold=0.0, psnr_metric="psnr", psnr_stage="eval", dirpath=str(root))
+        cb = EvaluationCallback(every_n_steps=2, dci=False, figures=False, asynchronous=asynchronous)
+        trainer = tiny_trainer(root, [cb, selection], enable_checkpointing=True, max_steps=7)
+        trainer.fit(tiny_model(), datamodule=tiny_data(tiny_h5))
+        ckpt = torch.load(root / "best-infom.ckpt", map_location="cpu", weights_only=False)
+        chosen[asynchronous] = (selection.best_step, selection.best_infom, ckpt)
+        assert ckpt["global_step"] == selection.best_step
+        assert not list(root.rglob(".evaluated-step*"))  # every candidate kept or deleted
+    (sync_step, sync_infom, sync_ckpt), (async_step, async_infom, async_ckpt) = chosen[False], chosen[True]
+    assert async_step == sync_step and async_infom == sync_infom
+    assert sync_step in (2, 4, 6)  # an asynchronous evaluation chose: not the final, synchronous one
+    for key, value in sync_ckpt["state_dict"].items():
+        torch.testing.assert_close(async_ckpt["state_dict"][key], value, rtol=0, atol=0)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -53,6 +54,7 @@ from torch import Tensor
 
 from tripod_pl.animation import animation_frames, header_labels, traversal_animation
 from tripod_pl.callbacks import figures
+from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, save_checkpoint_atomically
 from tripod_pl.callbacks.loggers import FigureWriter
 from tripod_pl.data.transforms import to_float_images
 from tripod_pl.evaluation import (
@@ -124,18 +126,32 @@ def _snapshot(model: TripodAutoencoder) -> TripodAutoencoder:
     return snapshot
 
 
-def _refuse_selection_on_later_weights(trainer: L.Trainer) -> None:
-    """Checkpoint callbacks that save the trainer's *current* weights when an evaluation's score arrives
-    cannot work with asynchronous evaluation: by then the weights are later ones than those evaluated."""
+def _selections(trainer: L.Trainer) -> list[Any]:
+    """The run's :class:`~tripod_pl.callbacks.BestInfoMCheckpoint` callbacks."""
     from tripod_pl.callbacks.selection import BestInfoMCheckpoint  # selection imports this module
 
+    return [callback for callback in trainer.callbacks if isinstance(callback, BestInfoMCheckpoint)]
+
+
+def _refuse_selection_on_later_weights(trainer: L.Trainer) -> None:
+    """Checkpoint callbacks that would save the trainer's *current* weights when an asynchronous evaluation's
+    score arrives (by then later weights than those evaluated) are refused: ``ModelCheckpoint`` monitoring an
+    ``eval/`` key, and ``BestInfoMCheckpoint`` comparing a validation PSNR (``psnr_stage="val"``). A
+    ``BestInfoMCheckpoint(psnr_stage="eval")`` works: the weights are saved with the snapshot."""
     for callback in trainer.callbacks:
         monitor = getattr(callback, "monitor", None) if isinstance(callback, ModelCheckpoint) else None
-        if isinstance(callback, BestInfoMCheckpoint) or (monitor or "").startswith("eval/"):
+        if (monitor or "").startswith("eval/"):
             raise ValueError(
-                f"EvaluationCallback(asynchronous=True) cannot be combined with {type(callback).__name__}"
-                f"{f'(monitor={monitor!r})' if monitor else ''}: the score of an asynchronous evaluation arrives "
-                "steps after its snapshot, when the checkpoint would hold later weights; use asynchronous=False"
+                f"EvaluationCallback(asynchronous=True) cannot be combined with ModelCheckpoint(monitor={monitor!r}):"
+                " the score of an asynchronous evaluation arrives steps after its snapshot, when the checkpoint "
+                "would hold later weights; use BestInfoMCheckpoint(psnr_stage='eval') or asynchronous=False"
+            )
+    for callback in _selections(trainer):
+        if callback.psnr_stage != "eval":
+            raise ValueError(
+                "EvaluationCallback(asynchronous=True) cannot be combined with BestInfoMCheckpoint(psnr_stage="
+                f"{callback.psnr_stage!r}): the validation PSNR of the snapshot's weights is not kept until its "
+                "score arrives; use psnr_stage='eval' or asynchronous=False"
             )
 
 
@@ -177,9 +193,11 @@ class EvaluationCallback(Callback):
         asynchronous: evaluate a snapshot of the weights (a deep copy on the device) in a background thread
             while training continues (:meth:`submit`); the results are logged at the snapshot's step when
             they are ready (:meth:`collect`), the last one waited for at the end of training, where the final
-            evaluation runs synchronously. Checkpoint callbacks that save the current weights on an
-            evaluation's score (:class:`~tripod_pl.callbacks.BestInfoMCheckpoint`,
-            ``ModelCheckpoint(monitor="eval/...")``) are refused with it.
+            evaluation runs synchronously. With :class:`~tripod_pl.callbacks.BestInfoMCheckpoint`
+            (``psnr_stage="eval"``) the snapshot's step also saves a checkpoint, which the selection keeps as
+            its best or which is deleted once the score arrives; checkpoint callbacks that would save the
+            current weights on an evaluation's score (``ModelCheckpoint(monitor="eval/...")``,
+            ``BestInfoMCheckpoint(psnr_stage="val")``) are refused with it.
 
     The reference's schedule (kylehkhsu/tripod ``scripts/train_*.py``: at the start, every 2,000 steps until
     10,000, then every 10,000) is ``every_n_steps=10_000, dense_every_n_steps=2_000, dense_until=10_000,
@@ -256,6 +274,7 @@ class EvaluationCallback(Callback):
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
         self._pending_step: int | None = None
+        self._candidate: str | None = None
         self._stream: Any = None
 
     # ---- Lightning hooks -----------------------------------------------------------------------------
@@ -345,6 +364,11 @@ class EvaluationCallback(Callback):
         self.last_step = step
         self.evaluated_steps.append(step)
         self._pending_step = step
+        selections = _selections(trainer)
+        if any(s.every_n_steps is None or step % s.every_n_steps == 0 for s in selections):
+            # the weights a selection may keep, saved now (every rank takes part), kept or deleted in collect
+            self._candidate = str(checkpoint_dir(trainer) / f".evaluated-step{step}.ckpt")
+            save_checkpoint_atomically(trainer, self._candidate)
         if trainer.is_global_zero:
             snapshot = _snapshot(_model_of(pl_module))
             names = self._source_names(trainer, None)
@@ -373,6 +397,7 @@ class EvaluationCallback(Callback):
         if not wait and (trainer.world_size > 1 or self._pending is None or not self._pending.done()):
             return None
         future, self._pending, self._pending_step = self._pending, None, None
+        candidate, self._candidate = self._candidate, None
 
         def finish() -> dict[str, float]:
             assert future is not None
@@ -380,7 +405,15 @@ class EvaluationCallback(Callback):
             self.last_evaluation = result
             return scalars
 
-        return self._share(trainer, step, finish)
+        try:
+            scalars = self._share(trainer, step, finish)
+            if candidate is not None:
+                for selection in _selections(trainer):
+                    selection.consider(trainer, step, candidate)
+        finally:
+            if candidate is not None and trainer.is_global_zero and os.path.exists(candidate):
+                os.remove(candidate)
+        return scalars
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.asynchronous:
@@ -393,6 +426,10 @@ class EvaluationCallback(Callback):
             self._executor.shutdown(wait=wait, cancel_futures=not wait)
             self._executor = None
         self._pending = self._pending_step = None
+        if self._candidate is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._candidate)
+            self._candidate = None
 
     def _share(self, trainer: L.Trainer, step: int, compute: Callable[[], dict[str, float]]) -> dict[str, float]:
         """Runs ``compute`` on rank 0, broadcasts its scalars (or its error) and logs them at ``step``."""

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import lightning as L
@@ -33,6 +34,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, save_checkpoint_atomically
 from tripod_pl.callbacks.evaluation import EVAL_STEP_KEY
+from tripod_pl.io import publish, temporary_path
 from tripod_pl.metrics.reconstruction import PSNR_METRICS
 
 __all__ = ["BestInfoMCheckpoint"]
@@ -189,9 +191,47 @@ class BestInfoMCheckpoint(Checkpoint):
                 f"BestInfoMCheckpoint: step {step} has the best InfoM {infom:.4f} with {self.psnr_key} {psnr:.2f} dB"
                 f" > {self.psnr_threshold} dB; saved {self.best_model_path}"
             )
+        self._log_best(trainer, step)
+        return saved
+
+    def consider(self, trainer: L.Trainer, step: int, candidate: str) -> bool:
+        """Considers an asynchronous evaluation (``eval/step`` = ``step``, earlier than the current one) whose
+        weights were saved to ``candidate`` at that step: copies that file to the best checkpoint when the
+        evaluation is eligible and the best so far. ``psnr_stage="eval"`` only (a validation PSNR of those
+        weights is not kept). Collective, like :meth:`select`; returns whether it saved."""
+        metrics = trainer.callback_metrics
+        if (
+            self.psnr_stage != "eval"
+            or EVAL_STEP_KEY not in metrics
+            or int(metrics[EVAL_STEP_KEY]) != step
+            or self._considered_step == step
+            or self.psnr_key not in metrics
+            or (self.every_n_steps is not None and step % self.every_n_steps != 0)
+        ):
+            return False
+        self._considered_step = step
+        infom, psnr = float(metrics[INFOM_KEY]), float(metrics[self.psnr_key])
+        saved = False
+        if psnr > self.psnr_threshold and (self.best_infom is None or infom > self.best_infom):
+            self.best_infom, self.best_psnr, self.best_step = infom, psnr, step
+            self.best_model_path = os.path.join(self.dirpath or checkpoint_dir(trainer), self.filename)
+            if trainer.is_global_zero:
+                os.makedirs(os.path.dirname(self.best_model_path) or ".", exist_ok=True)
+                tmp = temporary_path(self.best_model_path)
+                shutil.copyfile(candidate, tmp)
+                publish(tmp, self.best_model_path)
+            trainer.strategy.barrier("BestInfoMCheckpoint.consider")
+            saved = True
+            rank_zero_info(
+                f"BestInfoMCheckpoint: step {step} has the best InfoM {infom:.4f} with {self.psnr_key} {psnr:.2f} dB"
+                f" > {self.psnr_threshold} dB; saved its weights to {self.best_model_path}"
+            )
+        self._log_best(trainer, step)
+        return saved
+
+    def _log_best(self, trainer: L.Trainer, step: int) -> None:
         if self.best_infom is not None:
             trainer.callback_metrics[BEST_KEY] = torch.tensor(self.best_infom)
             if trainer.is_global_zero:
                 for logger in trainer.loggers:
                     logger.log_metrics({BEST_KEY: self.best_infom}, step=step)
-        return saved
