@@ -14,6 +14,10 @@ checkpoint. The best score travels in the callback's state, so a resumed run kee
 comparing against it. As a :class:`~lightning.pytorch.callbacks.Checkpoint`, Lightning runs it after the other
 callbacks, hence after the evaluation of the same hook.
 
+With ``EvaluationCallback(asynchronous=True)`` a score arrives steps after its weights were snapshotted; the
+evaluation callback then saves a checkpoint at the snapshot's step and hands it to :meth:`consider`
+(``psnr_stage="eval"`` only).
+
 Example::
 
     callbacks = [EvaluationCallback(every_n_steps=10_000), BestInfoMCheckpoint(psnr_threshold=38.0)]
