@@ -9,7 +9,8 @@ EvaluationCallback the config describes (TripodCLI, nothing run), then measures
 - one evaluation with the callback's options (best of ``--repeats``): its stages (``encode``: encoding and
   reconstructing the evaluation subset; each metric; ``hessian``) and ``figures``
   (made, rendered and logged to a TensorBoard logger in a temporary folder), wall and process CPU seconds;
-- what asynchronous evaluation leaves on the training thread: the snapshot (a deep copy of the weights).
+- what asynchronous evaluation leaves on the training thread: the snapshot (a deep copy of the weights) and,
+  with BestInfoMCheckpoint in the config, the checkpoint saved at the snapshot's step.
 
 share = evaluation seconds / (every_n_steps x seconds per step): the synchronous evaluation's, and the
 asynchronous one's blocking part. Asynchronous evaluation still needs the device: on a CPU with few cores its
@@ -74,7 +75,7 @@ def build(config: str, device: str, root: str) -> tuple[TripodCLI, EvaluationCal
     return cli, callbacks[0]
 
 
-def step_seconds(cli: TripodCLI, device: str, steps: int, root: str) -> float:
+def step_seconds(cli: TripodCLI, device: str, steps: int, root: str) -> tuple[float, L.Trainer]:
     timer = StepTimer()
     trainer = L.Trainer(
         max_steps=steps + 3,
@@ -91,7 +92,7 @@ def step_seconds(cli: TripodCLI, device: str, steps: int, root: str) -> float:
         default_root_dir=root,
     )
     trainer.fit(cli.model, datamodule=cli.datamodule)
-    return statistics.median(b - a for a, b in zip(timer.times[2:], timer.times[3:]))
+    return statistics.median(b - a for a, b in zip(timer.times[2:], timer.times[3:])), trainer
 
 
 def timed(fn, device: torch.device):  # noqa: ANN001, ANN201
@@ -107,7 +108,12 @@ def timed(fn, device: torch.device):  # noqa: ANN001, ANN201
 def measure(config: str, device: str, steps: int, repeats: int, ckpt: str | None) -> dict:
     with tempfile.TemporaryDirectory() as root:
         cli, cb = build(config, device, root)
-        seconds_per_step = step_seconds(cli, device, steps, root)
+        seconds_per_step, trainer = step_seconds(cli, device, steps, root)
+        # with BestInfoMCheckpoint, asynchronous evaluation also saves a checkpoint at the snapshot's step
+        selects = any(type(cb).__name__ == "BestInfoMCheckpoint" for cb in cli.trainer.callbacks)
+        _, checkpoint_wall, _ = timed(
+            lambda: trainer.save_checkpoint(os.path.join(root, "c.ckpt")), torch.device("cpu")
+        )
         model = _model_of(cli.model)
         if ckpt:
             model.load_state_dict(load_model(ckpt).model.state_dict())
@@ -134,7 +140,7 @@ def measure(config: str, device: str, steps: int, repeats: int, ckpt: str | None
         interval = cb.every_n_steps
         dense = cb.dense_every_n_steps
         train_seconds = interval * seconds_per_step
-        blocking = best["snapshot_wall"]
+        blocking = best["snapshot_wall"] + (checkpoint_wall if selects else 0.0)
         return {
             "config": config,
             "device": device,
@@ -147,6 +153,9 @@ def measure(config: str, device: str, steps: int, repeats: int, ckpt: str | None
             "every_n_steps": interval,
             "dense_every_n_steps": dense,
             "evaluation": best,
+            "checkpoint_wall": checkpoint_wall,
+            "async_saves_checkpoint": selects,
+            "async_blocking_wall": blocking,
             "share_sync": best["total_wall"] / train_seconds,
             "share_async_blocking": blocking / train_seconds,
             "share_sync_dense": best["total_wall"] / (dense * seconds_per_step) if dense else None,
