@@ -72,6 +72,15 @@ def test_metric_class_equals_the_function(sources):
         metric.compute()
 
 
+@pytest.mark.filterwarnings("ignore:The ``compute`` method")
+def test_metric_class_computes_on_states_a_ddp_sync_concatenated(sources):
+    # torchmetrics' sync replaces each list state by one tensor (every rank's batches, concatenated)
+    latents = make_latents("rotated", sources, True)
+    metric = MIG(num_bins=20)
+    metric.latents, metric.sources = torch.as_tensor(latents), torch.as_tensor(sources)
+    assert metric.compute()["mig"] == pytest.approx(mig(sources, latents)["mig"], abs=1e-12)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_equals_cpu(sources):
     latents = make_latents("noisy", sources, False)

@@ -42,7 +42,8 @@ class LatentSourceMetric(Metric):
         self.sources.append(sources.detach().to(self.device))
 
     def compute(self) -> dict[str, float]:
-        if not self.latents:
+        # a list of batches on one process; one tensor once a DDP sync has concatenated every rank's states
+        if isinstance(self.latents, list) and not self.latents:
             raise ValueError(f"{type(self).__name__}.compute() called before any update()")
         return self._score(dim_zero_cat(self.sources), dim_zero_cat(self.latents))
 
