@@ -29,7 +29,7 @@ from jsonargparse.typing import PositiveInt, restricted_number_type
 from tripod_pl.cli.report import markdown_report, report_paths, write_report
 from tripod_pl.data import HDF5DataModule
 from tripod_pl.data.interventions import InterventionSampler
-from tripod_pl.evaluation import evaluate_model
+from tripod_pl.evaluation import default_batch_size, evaluate_model
 from tripod_pl.metrics.intervention import betavae_score, factorvae_score
 from tripod_pl.module import TripodModule
 
@@ -73,7 +73,7 @@ def intervention_scores(
     device: str | torch.device,
     num_train: int = 10_000,
     num_eval: int = 5_000,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     in_memory: bool = False,
     votes_batch: int = 64,
     num_variance: int = 10_000,
@@ -86,7 +86,7 @@ def intervention_scores(
     sampler = InterventionSampler(path, in_memory=in_memory)
     try:
         common = {"num_train": num_train, "num_eval": num_eval, "batch_size": votes_batch, "device": device}
-        common["encode_batch"] = batch_size
+        common["encode_batch"] = batch_size or default_batch_size(torch.device(device))
         scores = {
             **factorvae_score(model.encode, sampler, num_variance_estimate=num_variance, **common),
             **betavae_score(model.encode, sampler, **common),
@@ -102,7 +102,7 @@ def evaluate_checkpoint(
     out_dir: str | None = None,
     backend: str = "torch",
     device: str | None = None,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     dci: bool = True,
     interventions: bool = False,
     intervention_train: int = 10_000,
@@ -174,7 +174,12 @@ def evaluate_parser(**kwargs: Any) -> ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--backend", type=str, default="torch", help="metrics backend: torch or sklearn")
     parser.add_argument("--device", type=str | None, default=None, help="torch device (default: cuda if available)")
-    parser.add_argument("--batch_size", type=int, default=500, help="images per encoder/decoder call")
+    parser.add_argument(
+        "--batch_size",
+        type=int | None,
+        default=None,
+        help="images per encoder/decoder call (default: 128 on a CPU, 1024 on a GPU)",
+    )
     parser.add_argument("--dci", type=bool, default=True, help="also compute D, C, I")
     parser.add_argument(
         "--interventions", type=bool, default=False,
