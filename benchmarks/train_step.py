@@ -22,7 +22,8 @@ one run: the development machine is shared and noisy.
 
     python benchmarks/train_step.py                                     # CPU, small widths
     python benchmarks/train_step.py --size paper --steps 3 --warmup 1   # CPU at the paper's size (slow)
-    python benchmarks/train_step.py --device cuda --size paper --precision bf16-mixed [--compile]
+    python benchmarks/train_step.py --device cuda --size paper --precision bf16-mixed [--channels-last] [--compile]
+    bash benchmarks/gpu_check.sh                                        # every GPU check of the speed work
 
 The last line printed is one JSON object: seconds per step per method, ``device``, ``precision`` and
 ``tflops`` (per method). The full record goes to ``benchmarks/results/train_step_<device>_<size>[...].json``.
@@ -219,7 +220,7 @@ def profile_steps(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     """Profile ``--profile-steps`` steps; write the operator table; return the top operators' shares."""
     decoder = bench.model.decoder
     activations = decoder.activations
-    labelled = "activations" not in vars(decoder)  # leave a compiled decoder alone
+    labelled = not args.compile  # leave a compiled decoder alone (relabelling it would recompile it)
 
     def labelled_activations(z: torch.Tensor, names: Sequence[str]) -> list[torch.Tensor]:
         with record_function(f"## decoder forward, batch {z.shape[0]}, to {list(names)[-1]}"):
