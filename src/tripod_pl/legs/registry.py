@@ -11,12 +11,12 @@ so ``class_path: my_package.legs.MyLeg`` (or the short ``class_path: MyLeg``) wo
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from tripod_pl.legs.base import Leg
+from tripod_pl.plugins import import_object, register_entry_points
 
 __all__ = ["ENTRY_POINT_GROUP", "build_leg", "get_leg", "list_legs", "load_plugins", "register_leg"]
 
@@ -59,13 +59,7 @@ def list_legs() -> dict[str, type[Leg]]:
 
 def load_plugins() -> list[str]:
     """Import every leg advertised in the ``tripod_pl.legs`` entry-point group; returns their names."""
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, type) and issubclass(obj, Leg) and _LEGS.get(ep.name) is not obj:
-            register_leg(ep.name)(obj)
-        loaded.append(ep.name)
-    return loaded
+    return register_entry_points(entry_points(group=ENTRY_POINT_GROUP), Leg, _LEGS, register_leg)
 
 
 def build_leg(spec: Leg | dict[str, Any]) -> Leg:
@@ -76,9 +70,5 @@ def build_leg(spec: Leg | dict[str, Any]) -> Leg:
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise TypeError(f"a leg spec must be a Leg or a dict with 'class_path', got {spec!r}")
     path = spec["class_path"]
-    if "." in path:
-        module, _, qualname = path.rpartition(".")
-        cls = getattr(importlib.import_module(module), qualname)
-    else:
-        cls = get_leg(path)
+    cls = import_object(path) if "." in path else get_leg(path)
     return cls(**spec.get("init_args", {}))

@@ -17,10 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from typing import Any
+
+from tripod_pl.plugins import import_object
 
 __all__ = ["Constant", "CosineAnnealing", "Cyclic", "LinearWarmup", "Schedule", "build_schedule"]
 
@@ -124,8 +125,7 @@ def build_schedule(spec: Schedule | dict[str, Any]) -> Schedule:
         raise TypeError(f"a weight schedule must be a Schedule or a dict with 'class_path', got {spec!r}")
     path = spec["class_path"]
     if "." in path:
-        module, _, name = path.rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
+        cls = import_object(path)
     elif path in _SHORT:
         cls = _SHORT[path]
     else:

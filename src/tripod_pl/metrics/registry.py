@@ -15,13 +15,14 @@ and ``metrics: [infomec, dci, my_metric]`` in the evaluation callback's config t
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from torchmetrics import Metric
+
+from tripod_pl.plugins import import_object, register_entry_points
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -66,7 +67,7 @@ def register_metric(name: str) -> Callable[[M], M]:
 def _import_builtin(name: str) -> type[Metric]:
     module, _, qualname = BUILTIN_METRICS[name].partition(":")
     try:
-        cls = getattr(importlib.import_module(module), qualname)
+        cls = import_object(BUILTIN_METRICS[name])
     except (ImportError, AttributeError) as err:
         raise ImportError(f"metric {name!r} needs {module}.{qualname}, which cannot be imported: {err}") from err
     if not (isinstance(cls, type) and issubclass(cls, Metric)):
@@ -97,13 +98,7 @@ def list_metrics() -> list[str]:
 
 def load_plugins() -> list[str]:
     """Import every metric advertised in the ``tripod_pl.metrics`` entry-point group; returns their names."""
-    loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        obj = ep.load()
-        if isinstance(obj, type) and issubclass(obj, Metric) and _METRICS.get(ep.name) is not obj:
-            register_metric(ep.name)(obj)
-        loaded.append(ep.name)
-    return loaded
+    return register_entry_points(entry_points(group=ENTRY_POINT_GROUP), Metric, _METRICS, register_metric)
 
 
 def metric_name(spec: str | dict[str, Any]) -> str:
@@ -114,8 +109,7 @@ def metric_name(spec: str | dict[str, Any]) -> str:
 
 def _resolve(path: str) -> type[Metric]:
     if "." in path:
-        module, _, qualname = path.rpartition(".")
-        cls = getattr(importlib.import_module(module), qualname)
+        cls = import_object(path)
         if not (isinstance(cls, type) and issubclass(cls, Metric)):
             raise TypeError(f"{path} is not a torchmetrics.Metric subclass")
         return cls
