@@ -27,9 +27,6 @@ DATASETS = {
     "isaac3d": {"klm": 1e-4, "nhp": 1e-8, "beta": 1.0, "qlae_wd": 0.1, "psnr": 40.0},
 }
 
-#: how NHP and the Hessian penalty differentiate on every config: nested forward-mode AD, exact u^T H u (docs/legs.md)
-NHP_EXACT = {"method": "jvp"}
-
 FINE_N_Q = 256  # "finer quantization" ablation: a grid much finer than Tripod's 12 levels
 
 #: The other VAE baselines (docs/legs.md), the same weights on every dataset: NOT tuned here (no per-dataset search
@@ -272,9 +269,11 @@ def render(comment: str, config: dict) -> str:
 def all_configs() -> dict[Path, str]:
     out = {}
     for dataset, h in DATASETS.items():
-        # exact second derivatives: float32 differences are already 5% off in gradient at the paper's size at
-        # initialisation and 30-47% off in value under bf16 (benchmarks/results/nhp_numerics_*.json); no float64
-        for method, (description, model) in methods(h, NHP_EXACT).items():
+        # NHP by float32 finite differences, as the reference: at the paper's size they are 5% off in gradient at
+        # initialisation (benchmarks/results/nhp_numerics_paper_cpu.json), and exact second derivatives (method
+        # "jvp") cost 2.5x their arithmetic (benchmarks/results/train_step_cpu_small_jvp.json). Under bf16-mixed
+        # the differences are 30-47% off in value: use method "jvp" there (docs/legs.md, "Second derivatives")
+        for method, (description, model) in methods(h).items():
             config = {
                 "seed_everything": 0,
                 "trainer": trainer(
