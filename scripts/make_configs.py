@@ -134,8 +134,8 @@ WARMED_TERMS = {
 def warmup(model: dict, steps: int) -> dict:
     """``weight_schedules`` warming up every weighted term of the model's regularizers over ``steps`` steps."""
     terms = [t for reg in model["regularizers"] for t in WARMED_TERMS[reg["class_path"].rsplit(".", 1)[1]]]
-    ramp = "tripod_pl.legs.schedules.LinearWarmup"
-    return {"weight_schedules": {t: {"class_path": ramp, "init_args": {"steps": steps}} for t in terms}} if terms else {}
+    ramp = {"class_path": "tripod_pl.legs.schedules.LinearWarmup"}
+    return {"weight_schedules": {t: {**ramp, "init_args": {"steps": steps}} for t in terms}} if terms else {}
 
 
 #: The quickstart is procedural Tripod cut to 2,500 steps: measured on an idle 2-core machine, 4.0-4.6 steps/s and
