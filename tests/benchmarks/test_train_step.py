@@ -29,7 +29,7 @@ def _tiny(tmp_path: Path, *extra: str) -> list[str]:
 def test_every_method_timed_counted_and_profiled(bench, tmp_path, capsys, one_thread):
     result = bench.main(_tiny(tmp_path, "--profile-steps", "1"))
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    methods = ["ae", "qlae", "betatcvae", "tripod_no_nhp", "tripod"]
+    methods = ["ae", "qlae", "betatcvae", "tripod_no_nhp", "tripod", "tripod_jvp"]
     assert set(summary) == {*methods, "device", "precision", "tflops"}
     assert summary["device"] == "cpu" and summary["precision"] == "32"
     assert all(summary[m] > 0 and summary["tflops"][m] > 0 for m in methods)
@@ -37,6 +37,8 @@ def test_every_method_timed_counted_and_profiled(bench, tmp_path, capsys, one_th
     assert rows == {r["method"]: r for r in result["results"]}
     # NHP's perturbed decoder passes add arithmetic and saved activations on top of FSQ + KLM
     assert rows["tripod"]["flops"] > rows["tripod_no_nhp"]["flops"] > 0
+    # exact second derivatives (nested jvp) carry tangents through every layer: more arithmetic than differences
+    assert rows["tripod_jvp"]["flops"] > rows["tripod"]["flops"]
     assert rows["tripod"]["peak_memory_estimate_mib"] > rows["tripod_no_nhp"]["peak_memory_estimate_mib"] > 0
     profile = Path(rows["tripod"]["profile"]["path"]).read_text()
     assert "aten::" in profile

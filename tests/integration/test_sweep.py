@@ -23,6 +23,7 @@ def tiny_method(folder, tiny_h5, name, bottleneck, regularizers):
         if callback["class_path"].endswith("EvaluationCallback"):
             callback["init_args"].update(every_n_steps=2, dci=False, figures=False)
     cfg["model"].update(TINY, bottleneck=bottleneck, regularizers=regularizers)
+    cfg["model"].pop("weight_schedules", None)  # they name the quickstart legs' terms
     cfg["data"].update(path=tiny_h5, num_workers=0, batch_size=16, eval_size=60)
     path = folder / "configs" / "tiny" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

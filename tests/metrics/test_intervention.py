@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import warnings
 
-import h5py
 import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from tripod_pl.data.interventions import InterventionSampler
-from tripod_pl.data.layout import DatasetError
+from tripod_pl.data.layout import DatasetError, open_hdf5
 from tripod_pl.data.prepare import write_dataset
 from tripod_pl.metrics import betavae_score, factorvae_score
 
@@ -108,7 +107,7 @@ def test_sampler_finds_every_combination_by_row_major_arithmetic(sampler, tiny_h
     grid = grid_sources(sampler)
     np.testing.assert_array_equal(sampler.rows(grid), np.arange(len(grid)))
     picks = grid[[5, 400, 5, 17]]
-    with h5py.File(tiny_h5, "r") as f:
+    with open_hdf5(tiny_h5) as f:  # unlocked, as every reader of the project (the sampler holds it open)
         np.testing.assert_array_equal(f["sources"][[5, 17, 400]], grid[[5, 17, 400]])  # the layout's claim
         expected = np.stack([f["images"][r] for r in (5, 400, 5, 17)])
     np.testing.assert_array_equal(sampler.uint8_images(picks), expected)
@@ -119,7 +118,7 @@ def test_sampler_finds_every_combination_by_row_major_arithmetic(sampler, tiny_h
 
 
 def test_sampler_reads_a_complete_grid_in_another_order_and_refuses_an_incomplete_one(sampler, tiny_h5, tmp_path):
-    with h5py.File(tiny_h5, "r") as f:
+    with open_hdf5(tiny_h5) as f:  # unlocked, as every reader of the project (the sampler holds it open)
         images, sources = f["images"][...], f["sources"][...]
     names, sizes = sampler.source_names, sampler.source_sizes
     perm = np.random.default_rng(0).permutation(len(images))
