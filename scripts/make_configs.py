@@ -140,7 +140,7 @@ def warmup(model: dict, steps: int) -> dict:
 
 #: The quickstart is procedural Tripod cut to 2,500 steps: measured on an idle 2-core machine, 4.0-4.6 steps/s and
 #: about 17 s an evaluation, so about 11 minutes; 2,500 because with the warm-up the first seed reconstructs the
-#: objects (24 dB, 4 of 7 sources) only by then (21.5 dB and 2 of 7 at 2,000; results/procedural_tuning.md)
+#: objects (24 dB, 3-4 of 7 sources) only by then (21.5-24.5 dB and 2-3 of 7 at 2,000; results/procedural_tuning.md)
 QUICKSTART_STEPS, QUICKSTART_EVERY = 2_500, 500
 
 
