@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from tripod_pl.legs.registry import build_leg
+
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 
 #: (lambda_KLM, lambda_NHP), beta of beta-TCVAE, QLAE weight decay, PSNR threshold for model selection (dB).
@@ -118,22 +120,14 @@ PROCEDURAL = {
 #: seed 1 (21 dB and 1/7 sources at 3,000), while the same networks without regularizers leave it by 1,000; warmed
 #: up over 1,000 steps, both seeds end above 24 dB (4/7 and 3/7 sources).
 PROCEDURAL_WARMUP = 1_000
-#: the terms each regularizer returns with a weight (tripod_pl.legs ``weights``), which the warm-up scales
-WARMED_TERMS = {
-    "KLM": ["klm"],
-    "NHP": ["nhp"],
-    "HessianPenalty": ["hessian_penalty"],
-    "BetaTC": ["mi", "tc", "dwkl"],
-    "KL": ["kl"],
-    "DIPVAE": ["dip_offdiag", "dip_diag"],
-    "MMD": ["mmd"],
-    "FactorTC": ["tc"],
-}
+#: weighted terms that train a leg's own parts, not the model: never warmed up
+NOT_WARMED = {"discriminator"}
 
 
 def warmup(model: dict, steps: int) -> dict:
-    """``weight_schedules`` warming up every weighted term of the model's regularizers over ``steps`` steps."""
-    terms = [t for reg in model["regularizers"] for t in WARMED_TERMS[reg["class_path"].rsplit(".", 1)[1]]]
+    """``weight_schedules`` warming up every weighted term of the model's regularizers (the names in each leg's own
+    ``weights``) over ``steps`` steps."""
+    terms = [t for reg in model["regularizers"] for t in build_leg(reg).weights if t not in NOT_WARMED]
     ramp = {"class_path": "tripod_pl.legs.schedules.LinearWarmup"}
     return {"weight_schedules": {t: {**ramp, "init_args": {"steps": steps}} for t in terms}} if terms else {}
 
