@@ -6,8 +6,11 @@
 #   compile  the same with torch.compile (QLAE and Tripod, the methods the targets name: Tripod <= 15 ms,
 #            QLAE <= 5 ms, Tripod / QLAE <= 2.65);
 #   metrics  benchmarks/metrics_speed.py with the torch backend on the GPU against scikit-learn as the
-#            reference code calls it.
-# Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics ...]   (default: all, about 8-10 minutes;
+#            reference code calls it;
+#   nhp      benchmarks/nhp_numerics.py --train-log: Tripod (float32 NHP differences) trained 300 steps at the
+#            paper's size, logging the latents' batch stds, NHP's gradient norm and, every 25 steps, the
+#            float32-vs-float64 gradient error (a run cut by the time limit still saves the steps it logged).
+# Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics|nhp ...] (default: all, about 10-13 minutes;
 # split the stages over two runs where one command may not run that long).
 # Runs this checkout from src/ (no install) with the python that holds a CUDA build of torch ($PYTHON,
 # default python3; it also needs numpy, scikit-learn, h5py, lightning and pytest). Results go to
@@ -70,9 +73,14 @@ if want metrics; then
     stage "metrics_speed cuda" 240 "$PY" benchmarks/metrics_speed.py --device cuda --baselines reference
 fi
 
+if want nhp; then
+    stage "nhp train log" 150 "$PY" benchmarks/nhp_numerics.py --train-log --device cuda --size paper \
+        --steps 300 --check-every 25
+fi
+
 if [ -n "${OUT:-}" ]; then  # at most 8 files come back: the log and these
     for f in "$RESULTS"/train_step_cuda_paper_bf16*.json "$RESULTS"/train_step_cuda_paper_bf16*_profile.txt \
-        "$RESULTS"/metrics_speed_cuda.json; do
+        "$RESULTS"/metrics_speed_cuda.json "$RESULTS"/nhp_train_log_cuda_paper.json; do
         [ -f "$f" ] && cp "$f" "$OUT"/
     done
 fi
