@@ -91,6 +91,28 @@ def test_convert_shapes3d(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "sources: 6 (floor_hue=2" in capsys.readouterr().out
 
 
+def test_convert_refuses_to_replace_a_file_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    published.shapes3d(tmp_path / "3dshapes.h5")
+    out = tmp_path / "o.h5"
+    out.write_bytes(b"precious")
+    sizes = [str(s) for s in published.SHAPES3D_SIZES]
+    argv = ["convert", "shapes3d", str(tmp_path / "3dshapes.h5"), str(out), "--quiet", "--factor-sizes", *sizes]
+    assert _fails(argv, capsys) == f"tripod-data: error: {out} exists; pass --force to replace it"
+    assert out.read_bytes() == b"precious"
+    assert main([*argv, "--force"]) == 0
+    assert read_info(out).num_images == int(np.prod(published.SHAPES3D_SIZES))
+
+
+def test_download_convert_refuses_an_existing_output_before_downloading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "shapes3d.h5"  # the default output, DIR/NAME.h5
+    out.write_bytes(b"precious")
+    err = _fails(["download", "shapes3d", str(tmp_path), "--convert", "--quiet"], capsys)
+    assert err == f"tripod-data: error: {out} exists; pass --force to replace it"
+    assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["shapes3d.h5"]
+
+
 def test_convert_png_folder_with_workers(tmp_path: Path) -> None:
     published.isaac3d(tmp_path / "Isaac3D_down128")
     sizes = [str(s) for s in published.ISAAC3D_SIZES]

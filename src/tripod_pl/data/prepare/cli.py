@@ -4,13 +4,14 @@
 
     tripod-data generate toy.h5 [--factor-sizes 2 2 2 2 2 2 2 | --factor-sizes shape=3 scale=2] [--seed 0] [--force]
     tripod-data convert {shapes3d,mpi3d,falcor3d,isaac3d,dsprites,smallnorb,cars3d} SRC OUT.h5
-                        [--factor-sizes N1 N2 ...] [--workers N]
+                        [--factor-sizes N1 N2 ...] [--workers N] [--force]
     tripod-data info FILE.h5
-    tripod-data download NAME DIR [--convert] [--out OUT.h5] [--quiet]
+    tripod-data download NAME DIR [--convert] [--out OUT.h5] [--quiet] [--force]
 
 A problem with the input (missing or malformed file, wrong layout, out-of-range sources, missing or
 unreadable images) is one line on stderr, ``tripod-data: error: ...``, and exit status 2; no traceback.
-``generate`` does not replace an existing file unless given ``--force``.
+``generate``, ``convert`` and ``download --convert`` do not replace an existing output file unless given
+``--force`` (checked before any work, so a long conversion never ends in a refusal).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--factor-sizes", nargs="+", type=int, metavar="N", help="replace the documented factor sizes")
     conv.add_argument("--workers", type=int, default=1, help="processes decoding PNGs (default 1)")
     conv.add_argument("--quiet", action="store_true", help="no progress bar")
+    conv.add_argument("--force", action="store_true", help="replace the output file if it exists")
 
     info = sub.add_parser("info", help="check a dataset file and print its layout")
     info.add_argument("file")
@@ -91,25 +93,33 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--convert", action="store_true", help="then convert them (to DIR/NAME.h5 unless --out)")
     dl.add_argument("--out", help="output HDF5 file of --convert")
     dl.add_argument("--quiet", action="store_true", help="no progress bar")
+    dl.add_argument("--force", action="store_true", help="with --convert: replace the output file if it exists")
     return parser
+
+
+def _refuse_to_replace(out: str | os.PathLike[str], force: bool) -> None:
+    if os.path.lexists(out) and not force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "generate":
         sizes = _procedural_sizes(args.factor_sizes)
-        if os.path.lexists(args.out) and not args.force:
-            raise UsageError(f"{args.out} exists; pass --force to replace it")
+        _refuse_to_replace(args.out, args.force)
         try:
             info = generate_procedural(args.out, sizes, seed=args.seed)
         except ValueError as e:
             raise UsageError(str(e)) from None
         print(info.describe())
     elif args.command == "convert":
+        _refuse_to_replace(args.out, args.force)
         info = convert(
             args.dataset, args.src, args.out, args.factor_sizes, workers=args.workers, progress=not args.quiet
         )
         print(info.describe())
     elif args.command == "download":
+        if args.convert:
+            _refuse_to_replace(args.out or os.path.join(args.dir, f"{args.name}.h5"), args.force)
         for fetched in download(args.name, args.dir, progress=not args.quiet):
             print(fetched.describe(), file=sys.stdout if fetched.verified else sys.stderr)
         if args.convert:
