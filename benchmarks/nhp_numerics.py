@@ -314,8 +314,9 @@ def backward_with_part(loss: torch.Tensor, part: torch.Tensor, params: list[torc
 
 
 def train_log(args: argparse.Namespace) -> dict:
-    """Trains Tripod as configs/shapes3d/tripod.yaml does (FSQ n_q 12, KLM 1e-4, NHP 1e-2 on four activations by
-    float32 differences; AdamW lr 2e-4, gradient values clipped at 1) and logs NHP's numerics every step."""
+    """Trains Tripod as configs/shapes3d/tripod.yaml does (FSQ n_q 12, KLM 1e-4, NHP 1e-2 on four activations;
+    AdamW lr 2e-4, gradient values clipped at 1), NHP by ``--method`` (float32 differences, the reference's, or
+    exact ``jvp``), and logs NHP's numerics every step."""
     from tripod_pl.data import to_float_images
     from tripod_pl.legs import FSQ, KLM, NHP
     from tripod_pl.model import TripodAutoencoder
@@ -323,10 +324,13 @@ def train_log(args: argparse.Namespace) -> dict:
     ts = _train_step_module()
     device = torch.device(args.device)
     pool, num_sources = _image_pool(args.data, 64 * args.batch_size, args.seed)
-    print(f"Tripod, size {args.size}, batch {args.batch_size}, {args.steps} steps on {args.device}: NHP's numerics")
+    print(
+        f"Tripod, size {args.size}, batch {args.batch_size}, {args.steps} steps on {args.device}, NHP by "
+        f"{args.method}: NHP's numerics"
+    )
     torch.manual_seed(args.seed)
     names = ["cond", "block0", "block1", "block2"]
-    nhp = NHP(weight=1e-2, activations=names, method="finite_difference")
+    nhp = NHP(weight=1e-2, activations=names, method=args.method)
     model = TripodAutoencoder(FSQ(n_q=12), [KLM(weight=1e-4), nhp], n_z=2 * num_sources, **ts.SIZES[args.size])
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=ts.LR)
@@ -438,7 +442,8 @@ def _train_log_main(args: argparse.Namespace) -> None:
         "tf32": {"cudnn_conv": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         **log,
     }
-    out = args.out or str(RESULTS / f"nhp_train_log_{device.type}_{args.size}.json")
+    suffix = "" if args.method == "finite_difference" else f"_{args.method}"
+    out = args.out or str(RESULTS / f"nhp_train_log_{device.type}_{args.size}{suffix}.json")
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(f"saved {out}")
 
@@ -466,6 +471,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="--train-log batch")
     parser.add_argument("--device", default="cpu", help="--train-log torch device (cpu, cuda)")
     parser.add_argument("--seed", type=int, default=0, help="--train-log seed")
+    parser.add_argument(
+        "--method",
+        choices=["finite_difference", "jvp"],
+        default="finite_difference",
+        help="--train-log: how NHP takes its second derivatives in training (default: float32 differences)",
+    )
     parser.add_argument("--out", default=None, help="JSON file (default under benchmarks/results/)")
     args = parser.parse_args(argv)
     if args.train_log:

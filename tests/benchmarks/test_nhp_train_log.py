@@ -60,6 +60,15 @@ def test_the_record_of_three_tiny_steps(bench, tiny_h5, tmp_path, capsys, one_th
     assert len(lines) == 3 and "fd32/fd64" in lines[0] and "fd32/fd64" not in lines[1]
 
 
+def test_the_log_with_exact_second_derivatives(bench, tiny_h5, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)  # the default output name, next to the differences' log
+    bench.main(["--train-log", "--size", "tiny", "--steps", "2", "--check-every", "0", "--batch-size", "8",
+                "--data", tiny_h5, "--method", "jvp"])  # fmt: skip
+    record = json.loads((tmp_path / "nhp_train_log_cpu_tiny_jvp.json").read_text())
+    assert record["model"]["legs"]["regularizers"][1]["init_args"]["method"] == "jvp"
+    assert [r["step"] for r in record["steps"]] == [0, 1] and all(_finite(r) for r in record["steps"])
+
+
 @pytest.mark.parametrize("scale", [1.0, 0.01])
 def test_the_check_agrees_at_large_stds_and_exposes_rounding_at_small_ones(bench, scale, one_thread):
     torch.manual_seed(0)
