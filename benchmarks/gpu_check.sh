@@ -2,9 +2,10 @@
 # The GPU checks of the speed work, for a machine with one CUDA GPU (H100/H200 class):
 #   tests    the tests that need CUDA (they skip without it): `pytest -m cuda` if that marker exists, and
 #            every test file that asks torch.cuda.is_available(), fast tests only, skip reasons listed;
-#   train    benchmarks/train_step.py at the paper's size, bf16-mixed, eager (all five methods);
+#   train    benchmarks/train_step.py at the paper's size, bf16-mixed, eager (every method);
 #   compile  the same with torch.compile (QLAE and Tripod, the methods the targets name: Tripod <= 15 ms,
-#            QLAE <= 5 ms, Tripod / QLAE <= 2.65);
+#            QLAE <= 5 ms, Tripod / QLAE <= 2.65; Tripod both with NHP's float32 differences and with the
+#            configs' exact second derivatives, tripod_jvp);
 #   metrics  benchmarks/metrics_speed.py with the torch backend on the GPU against scikit-learn as the
 #            reference code calls it;
 #   nhp      benchmarks/nhp_numerics.py --train-log: Tripod (float32 NHP differences) trained 300 steps at the
@@ -67,7 +68,7 @@ if want train; then
 fi
 if want compile; then
     stage "train_step bf16 compile" 420 "$PY" benchmarks/train_step.py --device cuda --size paper \
-        --precision bf16-mixed --steps 30 --warmup 5 "${layout[@]}" --compile --methods qlae tripod
+        --precision bf16-mixed --steps 30 --warmup 5 "${layout[@]}" --compile --methods qlae tripod tripod_jvp
 fi
 if want metrics; then
     stage "metrics_speed cuda" 240 "$PY" benchmarks/metrics_speed.py --device cuda --baselines reference
