@@ -60,6 +60,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import time
 from collections.abc import Sequence
@@ -378,13 +379,12 @@ def train_log(args: argparse.Namespace) -> dict:
         return row
 
     interrupted = None
-    for step in range(args.steps):
-        try:
+    try:
+        for step in range(args.steps):
             rows.append(_logged_step(step))
-        except KeyboardInterrupt:  # a time limit (timeout --signal=INT): keep the steps logged so far
-            interrupted = step
-            print(f"interrupted at step {step}: saving the {len(rows)} steps logged", flush=True)
-            break
+    except KeyboardInterrupt:  # a time limit (SIGINT or SIGTERM): keep the steps logged so far
+        interrupted = len(rows)  # the step that was cut short
+        print(f"interrupted at step {interrupted}: saving the {len(rows)} steps logged", flush=True)
 
     return {
         "model": {
@@ -429,7 +429,24 @@ def _train_log_main(args: argparse.Namespace) -> None:
         generate_procedural(args.data)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    log = train_log(args)
+    # a time limit ends the log with the steps so far: SIGINT (ignored by background jobs of a non-interactive
+    # shell, so set here) or SIGTERM (what `kill` and `timeout` send by default) raise KeyboardInterrupt; while
+    # the log is saved they are ignored; the caller's handlers come back at the end
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    try:
+        for sig in signals:
+            signal.signal(sig, signal.default_int_handler)
+        log = train_log(args)
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        _save_train_log(args, device, log)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _save_train_log(args: argparse.Namespace, device: torch.device, log: dict) -> None:
     result = {
         "benchmark": "nhp_numerics --train-log",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

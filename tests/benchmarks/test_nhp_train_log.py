@@ -7,6 +7,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -35,7 +39,9 @@ def _finite(x) -> bool:
 def test_the_record_of_three_tiny_steps(bench, tiny_h5, tmp_path, capsys, one_thread):
     out = tmp_path / "log.json"
     argv = ["--train-log", "--size", "tiny", "--steps", "3", "--check-every", "2", "--batch-size", "8"]
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     bench.main([*argv, "--data", tiny_h5, "--out", str(out)])
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # the caller's, back
     record = json.loads(out.read_text())
     assert {"date", "device", "device_name", "torch", "model", "steps", "check_every"} <= set(record)
     assert record["model"]["n_z"] == 14  # twice the 7 sources of the procedural file
@@ -67,6 +73,25 @@ def test_the_log_with_exact_second_derivatives(bench, tiny_h5, tmp_path, monkeyp
     record = json.loads((tmp_path / "nhp_train_log_cpu_tiny_jvp.json").read_text())
     assert record["model"]["legs"]["regularizers"][1]["init_args"]["method"] == "jvp"
     assert [r["step"] for r in record["steps"]] == [0, 1] and all(_finite(r) for r in record["steps"])
+
+
+def test_a_terminated_log_keeps_the_steps_it_made(tiny_h5, tmp_path):
+    # as a time limit ends it: SIGTERM, to a process started in the background (where SIGINT would be ignored)
+    out = tmp_path / "log.json"
+    argv = ["--train-log", "--size", "tiny", "--steps", "1000000", "--check-every", "0", "--batch-size", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv, "--data", tiny_h5, "--out", str(out)],
+        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("step    1"):  # so step 0 is complete
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "interrupted at step" in rest
+    record = json.loads(out.read_text())
+    assert record["interrupted_at_step"] >= 1 and len(record["steps"]) == record["interrupted_at_step"]
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.01])
