@@ -203,13 +203,12 @@ def step_cost(repeats: int) -> dict:
 
 
 def paper_init(path: str) -> dict:
-    import h5py
-
     from tripod_pl.data import to_float_images
+    from tripod_pl.data.layout import open_hdf5
     from tripod_pl.legs import FSQ
     from tripod_pl.model import TripodAutoencoder
 
-    with h5py.File(path) as f:
+    with open_hdf5(path) as f:
         x = to_float_images(torch.from_numpy(f["images"][: 32 * 97 : 97]))
     torch.manual_seed(0)
     model = TripodAutoencoder(FSQ(n_q=12), [], n_z=14)
@@ -252,13 +251,14 @@ def _train_step_module():
 def _image_pool(path: str, size: int, seed: int) -> tuple[torch.Tensor, int]:
     """Up to ``size`` images of the HDF5 file ``path`` (uint8, N x 64 x 64 x 3), drawn without replacement, and the
     number of sources in the file (n_z is twice that, as the configs default it)."""
-    import h5py
     import numpy as np
+
+    from tripod_pl.data.layout import DatasetError, open_hdf5
 
     if not Path(path).is_file():
         raise ValueError(f"--data {path}: no such file")
     try:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:  # as the data module reads: without HDF5 file locks
             images, n = f["images"], f["images"].shape[0]
             if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
                 raise ValueError(
@@ -267,7 +267,7 @@ def _image_pool(path: str, size: int, seed: int) -> tuple[torch.Tensor, int]:
             rows = np.sort(np.random.default_rng(seed).choice(n, min(n, size), replace=False))
             pool = torch.from_numpy(images[rows])
             num_sources = len(f.attrs["source_names"]) if "source_names" in f.attrs else f["sources"].shape[1]
-    except (OSError, KeyError) as err:
+    except (OSError, KeyError, DatasetError) as err:
         raise ValueError(f"--data {path}: not a dataset file with 'images' and sources ({err})") from None
     return pool, int(num_sources)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import lightning as L
 import torch
@@ -24,6 +26,16 @@ TINY_FACTORS = {
     "position_y": 3,
     "rotation": 2,
 }
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository that is not part of the package (``benchmarks/*.py``, ``scripts/*.py``), imported
+    as a module from its path relative to the repository root."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def images(n: int = 8, seed: int = 0) -> torch.Tensor:

@@ -3,22 +3,17 @@ shares fit together (speed itself is measured by the benchmark, never asserted h
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..helpers import ROOT, TINY
-
-SCRIPT = ROOT / "benchmarks" / "evaluation_share.py"
+from ..helpers import ROOT, TINY, load_script
 
 
 @pytest.mark.slow
 def test_the_record_of_a_tiny_quickstart(tmp_path: Path, tiny_h5: str) -> None:
-    spec = importlib.util.spec_from_file_location("evaluation_share_benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/evaluation_share.py")
     config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     config["model"].update(TINY)
     config["data"].update(path=tiny_h5, num_workers=0, batch_size=8, generate_if_missing=False, eval_size=64)

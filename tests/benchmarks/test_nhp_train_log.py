@@ -4,7 +4,6 @@ and its one-line errors (speed is never asserted here)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -18,7 +17,7 @@ import torch
 from tripod_pl.legs import functional as LF
 from tripod_pl.nets import Decoder
 
-from ..helpers import ROOT
+from ..helpers import ROOT, load_script
 
 SCRIPT = ROOT / "benchmarks" / "nhp_numerics.py"
 NAMES = ["cond", "block0", "block1", "block2"]
@@ -26,10 +25,7 @@ NAMES = ["cond", "block0", "block1", "block2"]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("nhp_numerics_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/nhp_numerics.py")
 
 
 def _finite(x) -> bool:

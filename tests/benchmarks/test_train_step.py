@@ -3,22 +3,18 @@ compile fallback and its option checks (speed itself is measured by the benchmar
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
+from ..helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("train_step_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/train_step.py")
 
 
 def _tiny(tmp_path: Path, *extra: str) -> list[str]:

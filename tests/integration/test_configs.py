@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import yaml
 
 from tripod_pl.cli import run
 
-from ..helpers import ROOT, TINY_CLI
+from ..helpers import ROOT, TINY_CLI, load_script
 
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 METHODS = ["tripod", "tripod_no_klm", "tripod_no_nhp", "tripod_finer", "tripod_naive", "qlae", "betatcvae", "ae"]
@@ -37,9 +36,7 @@ def test_the_quickstart_is_procedural_tripod_cut_short():
 
 
 def test_configs_are_generated_from_the_tables():
-    spec = importlib.util.spec_from_file_location("make_configs", ROOT / "scripts" / "make_configs.py")
-    make_configs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_configs)
+    make_configs = load_script("scripts/make_configs.py")
     assert make_configs.main(check=True) == 0, "configs/ is stale: run python scripts/make_configs.py"
 
 
