@@ -74,7 +74,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--factor-sizes", *map(str, SIZES)]) == 0
     assert "sources: 5 (shape=2 scale=2 orientation=3 position_x=2 position_y=2)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(argv)  # the documented sizes do not fit the fixture
+        main([*argv, "--force"])  # the documented sizes do not fit the fixture
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has 48 images, but the factor sizes 3 x 6 x 40 x 32 x 32 make 737280" in err
 
