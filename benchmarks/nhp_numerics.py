@@ -250,26 +250,22 @@ def _train_step_module():
 
 def _image_pool(path: str, size: int, seed: int) -> tuple[torch.Tensor, int]:
     """Up to ``size`` images of the HDF5 file ``path`` (uint8, N x 64 x 64 x 3), drawn without replacement, and the
-    number of sources in the file (n_z is twice that, as the configs default it)."""
+    number of sources in the file (n_z is twice that, as the configs default it). The layout is checked by the
+    data package's ``read_info``."""
     import numpy as np
 
-    from tripod_pl.data.layout import DatasetError, open_hdf5
+    from tripod_pl.data.layout import DatasetError, open_hdf5, read_info
 
     if not Path(path).is_file():
         raise ValueError(f"--data {path}: no such file")
     try:
+        info = read_info(path, check_sources=False)
+        rows = np.sort(np.random.default_rng(seed).choice(info.num_images, min(info.num_images, size), replace=False))
         with open_hdf5(path) as f:  # as the data module reads: without HDF5 file locks
-            images, n = f["images"], f["images"].shape[0]
-            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-                raise ValueError(
-                    f"--data {path}: 'images' must be uint8 N x H x W x 3, got {images.dtype} {images.shape}"
-                )
-            rows = np.sort(np.random.default_rng(seed).choice(n, min(n, size), replace=False))
-            pool = torch.from_numpy(images[rows])
-            num_sources = len(f.attrs["source_names"]) if "source_names" in f.attrs else f["sources"].shape[1]
+            pool = torch.from_numpy(f["images"][rows])
     except (OSError, KeyError, DatasetError) as err:
         raise ValueError(f"--data {path}: not a dataset file with 'images' and sources ({err})") from None
-    return pool, int(num_sources)
+    return pool, info.num_sources
 
 
 def _stats(t: torch.Tensor) -> dict[str, float]:
