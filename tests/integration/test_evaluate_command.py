@@ -23,7 +23,7 @@ from ..helpers import TINY
 METRIC_KEYS = {
     *SCALARS,
     "checkpoint", "global_step", "epoch", "data", "num_samples", "source_names", "n_z", "discrete", "backend",
-    "active", "nmi", "importance", "seconds",
+    "active", "nmi", "importance", "informativeness", "informativeness_chance", "seconds",
 }  # fmt: skip
 
 
@@ -60,10 +60,15 @@ def test_evaluate_checkpoint_writes_json_and_markdown_with_every_metric(tiny_ckp
     assert metrics["discrete"] is True and metrics["source_names"] == data.source_names
     assert np.asarray(metrics["nmi"]).shape == (data.num_sources, 4)
     assert np.asarray(metrics["importance"]).shape == (4, data.num_sources)
+    acc, chance = np.asarray(metrics["informativeness"]), np.asarray(metrics["informativeness_chance"])
+    assert acc.shape == chance.shape == (data.num_sources,) and acc.mean() == pytest.approx(metrics["i"])
+    assert ((chance > 0) & (chance <= 1)).all()
     assert metrics["num_active"] == sum(metrics["active"])
     table = (tmp_path / "out" / "metrics.md").read_text()
     assert f"| InfoM | {metrics['infom']:.3f} |" in table and f"| PSNR (dB) | {metrics['psnr']:.2f} |" in table
     assert all(f"| {name} |" in table for name in data.source_names)
+    first = next(line for line in table.splitlines() if line.startswith(f"| {data.source_names[0]} |"))
+    assert first.endswith(f"| {acc[0]:.2f} ({chance[0]:.2f}) |")  # the source's accuracy from all latents
     assert sorted(os.listdir(tmp_path / "out")) == ["metrics.json", "metrics.md"]  # no temporary files left
 
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from tripod_pl.metrics import dci
-from tripod_pl.metrics._common import dci_scores, train_test_indices
+from tripod_pl.metrics._common import dci_scores, majority_accuracy, train_test_indices
 
 from ._data import make_latents, make_sources
 
@@ -95,3 +95,34 @@ def test_cuda_tensors_compute_on_the_gpu_and_agree_with_cpu(sources):
     cpu = dci(sources, latents)
     for key in ("d", "c", "i"):
         assert gpu[key] == pytest.approx(cpu[key], abs=0.03)
+
+
+def _guessing_accuracy(sources: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per source, the test accuracy of always naming its most frequent training value (Python counting)."""
+    train, test = train_test_split(np.arange(len(sources)), test_size=0.1, random_state=seed)
+    out = []
+    for column in np.asarray(sources).T:
+        counts: dict[int, int] = {}
+        for value in column[train]:
+            counts[int(value)] = counts.get(int(value), 0) + 1
+        guess = max(sorted(counts), key=lambda v: counts[v])
+        out.append(sum(int(v) == guess for v in column[test]) / len(test))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend", ["torch", "sklearn"])
+def test_per_source_accuracy_is_what_i_averages_and_chance_is_guessing_the_most_frequent_value(sources, backend):
+    # sources 0, 1 live in latents 0, 1; source 2 is in no latent: its accuracy falls to guessing
+    latents = make_latents("disentangled", sources, True)[:, :2]
+    out = dci(sources, latents, backend)
+    assert out["accuracy"].shape == out["chance"].shape == (3,)
+    assert out["accuracy"].mean() == pytest.approx(out["i"])
+    np.testing.assert_allclose(out["chance"], _guessing_accuracy(sources))
+    assert (out["accuracy"][:2] > 0.99).all() and (out["chance"][:2] < 0.6).all()
+    assert abs(out["accuracy"][2] - out["chance"][2]) < 0.12
+
+
+def test_majority_accuracy_on_a_hand_made_split():
+    train = np.array([[0, 2], [1, 2], [1, 0]])
+    test = np.array([[1, 2], [0, 2], [1, 1], [1, 0]])
+    np.testing.assert_allclose(majority_accuracy(train, test), [0.75, 0.5])

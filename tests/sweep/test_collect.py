@@ -12,13 +12,15 @@ from tripod_pl.sweep.collect import collect, markdown_table
 SOURCES = ["shape", "scale"]
 
 
-def _finished(job, infom, nmi, active, psnr=30.0):
+def _finished(job, infom, nmi, active, psnr=30.0, accuracy=None):
     job.run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
         "checkpoint": str(job.run_dir / "checkpoints" / "best-infom.ckpt"), "global_step": 100,
         "infom": infom, "infoc": 0.5, "infoe": 0.9, "d": 0.4, "c": 0.3, "i": 0.8, "psnr": psnr,
         "nmi": nmi, "active": active, "source_names": SOURCES,
     }  # fmt: skip
+    if accuracy is not None:  # evaluations since DCI's per-source accuracies were recorded
+        metrics.update(informativeness=accuracy, informativeness_chance=[0.25, 0.34])
     job.result_path.write_text(json.dumps(metrics))
 
 
@@ -72,3 +74,20 @@ def test_collect_records_runs_finished_elsewhere(tmp_path, monkeypatch):
     assert str(job.record_path) == "kept/toy/tripod/seed0.json" and not job.record_path.exists()
     assert [r["infom"] for r in collect(spec)] == [0.9]
     assert job.record_path.read_text() == (job.run_dir / "metrics.json").read_text()
+
+
+def test_accuracy_from_all_latents_is_averaged_over_the_runs_that_recorded_it(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, monkeypatch)
+    jobs = {job.name: job for job in spec.jobs()}
+    _finished(jobs["toy/tripod/seed0"], 0.9, [[0.8, 0.1], [0.1, 0.9]], [True, True], accuracy=[0.9, 0.5])
+    _finished(jobs["toy/tripod/seed1"], 0.7, [[0.6, 0.0], [0.1, 0.7]], [True, True], accuracy=[0.7, 0.3])
+    _finished(jobs["toy/tripod/seed2"], 0.8, [[0.6, 0.0], [0.1, 0.7]], [True, True])  # an older record
+    _finished(jobs["toy/ae/seed0"], 0.2, [[0.2, 0.1], [0.1, 0.2]], [True, True])
+    rows = collect(spec)
+    assert rows[0]["source_accuracy"] == {"shape": 0.9, "scale": 0.5}
+    assert rows[0]["source_chance"] == {"shape": 0.25, "scale": 0.34} and "source_accuracy" not in rows[2]
+    table = markdown_table(rows)
+    assert "| tripod | 2 | 0.80 | 0.40 |" in table  # (0.9+0.7)/2, (0.5+0.3)/2 over the two runs with it
+    assert "| chance (most frequent value) | | 0.25 | 0.34 |" in table
+    assert "| ae | " not in table.split("Accuracy of predicting")[1]  # no ae run recorded it
+    assert "Accuracy of predicting" not in markdown_table(rows[2:])  # none did: no such table

@@ -96,6 +96,16 @@ def intervention_scores(
     return {**scores, "intervention_seconds": round(time.perf_counter() - t0, 3)}
 
 
+def _informativeness(dci_output: dict | None) -> dict[str, list[float]]:
+    """DCI's per-source accuracies (from all latents together) and their chance levels, as JSON lists."""
+    if not dci_output or "accuracy" not in dci_output:
+        return {}
+    return {
+        "informativeness": [float(a) for a in dci_output["accuracy"]],
+        "informativeness_chance": [float(a) for a in dci_output["chance"]],
+    }
+
+
 def evaluate_checkpoint(
     ckpt_path: str,
     data: HDF5DataModule | None = None,
@@ -115,9 +125,11 @@ def evaluate_checkpoint(
     the FactorVAE and BetaVAE scores on the data file's grid (:func:`intervention_scores`).
 
     Returns the metrics: the scalars of :data:`tripod_pl.evaluation.SCALARS`, ``nmi`` (K x n_z), ``active``,
-    ``importance`` (n_z x K), and ``checkpoint, global_step, epoch, data, num_samples, source_names, n_z,
-    discrete, backend, seconds``; with ``interventions`` also ``factorvae, factorvae_train, factorvae_active,
-    betavae, betavae_train, intervention_seconds``.
+    ``importance`` (n_z x K), ``informativeness`` and ``informativeness_chance`` (K each: DCI's per-source
+    forest accuracy from all latents, and that of guessing the most frequent value; with DCI), and
+    ``checkpoint, global_step, epoch, data, num_samples, source_names, n_z, discrete, backend, seconds``; with
+    ``interventions`` also ``factorvae, factorvae_train, factorvae_active, betavae, betavae_train,
+    intervention_seconds``.
     """
     if not os.path.isfile(ckpt_path):
         raise CheckpointError(ckpt_path, "no such checkpoint file")
@@ -142,6 +154,7 @@ def evaluate_checkpoint(
         "active": result.active.tolist(),
         "nmi": result.nmi.tolist(),
         "importance": None if result.importance is None else result.importance.tolist(),
+        **_informativeness(result.outputs.get("dci")),
         "seconds": round(result.seconds, 3),
     }
     if interventions:

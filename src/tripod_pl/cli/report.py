@@ -45,7 +45,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def markdown_report(metrics: dict[str, Any]) -> str:
     """A short Markdown summary: the scalar metrics (``psnr_paper``, the reference's uint8 PSNR, beside ``psnr``,
-    and the :data:`OPTIONAL_ROWS` when present), then each source's most informative active latent."""
+    and the :data:`OPTIONAL_ROWS` when present), then each source's most informative active latent (and, with
+    DCI, the accuracy of predicting the source from all latents beside its chance level)."""
     ckpt = metrics.get("checkpoint")
     title = f"# Evaluation of `{Path(ckpt).name}`" if ckpt else "# Evaluation"
     if metrics.get("global_step") is not None:
@@ -67,9 +68,15 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     names, nmi, active = metrics.get("source_names"), metrics.get("nmi"), metrics.get("active")
     if names and nmi is not None:
         latents, values = best_active_latents(nmi, active)
-        lines += ["", "| source | best active latent | NMI |", "|---|---|---|"]
-        for name, j, value in zip(names, latents, values):
-            lines.append(f"| {name} | z{j} | {value:.3f} |" if j >= 0 else f"| {name} | – | – |")
+        acc, chance = metrics.get("informativeness"), metrics.get("informativeness_chance")
+        if acc is None or chance is None:
+            lines += ["", "| source | best active latent | NMI |", "|---|---|---|"]
+        else:  # how much of the source all latents hold together, against guessing its most frequent value
+            header = "| source | best active latent | NMI | accuracy from all latents (chance) |"
+            lines += ["", header, "|---|---|---|---|"]
+        for i, (name, j, value) in enumerate(zip(names, latents, values)):
+            row = f"| {name} | z{j} | {value:.3f} |" if j >= 0 else f"| {name} | – | – |"
+            lines.append(row if acc is None or chance is None else f"{row} {acc[i]:.2f} ({chance[i]:.2f}) |")
     data = metrics.get("data")
     kind = "discrete" if metrics.get("discrete") else "continuous"
     lines += [

@@ -192,6 +192,17 @@ def dci_scores(importance: np.ndarray, accuracy: np.ndarray, valid: np.ndarray) 
     return {"d": d, "c": c, "i": i_score}
 
 
+def majority_accuracy(train_codes: np.ndarray, test_codes: np.ndarray) -> np.ndarray:
+    """Per column, the test accuracy of always predicting the training split's most frequent value: the
+    chance level of a classifier's accuracy (N_train x M and N_test x M integer codes -> M floats)."""
+    train_codes, test_codes = np.asarray(train_codes), np.asarray(test_codes)
+    out = np.empty(train_codes.shape[1])
+    for i in range(train_codes.shape[1]):
+        values, counts = np.unique(train_codes[:, i], return_counts=True)
+        out[i] = np.mean(test_codes[:, i] == values[np.argmax(counts)])
+    return out
+
+
 def train_test_indices(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The split of sklearn's `train_test_split(test_size=test_size, random_state=seed)`, reproduced
     (ShuffleSplit: a RandomState permutation, test first), so both backends see the same split."""

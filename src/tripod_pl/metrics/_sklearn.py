@@ -110,4 +110,6 @@ def dci(sources, latents, n_estimators: int = 100, max_depth: int = 10, test_siz
         model.fit(z[train], s[train, i])
         importance[:, i] = model.feature_importances_
         accuracy[i] = np.mean(model.predict(z[test]) == s[test, i])
-    return {**common.dci_scores(importance, accuracy, valid), "importance": importance}
+    chance = common.majority_accuracy(s[train], s[test])
+    scores = common.dci_scores(importance, accuracy, valid)
+    return {**scores, "importance": importance, "accuracy": accuracy, "chance": chance}

@@ -11,7 +11,7 @@ latent j / source i in the total importance. The torch backend grows the forests
 (`forest.py`); the split is sklearn's `train_test_split(test_size=0.1, random_state=seed)` in both
 backends. Example::
 
-    scores = dci(sources, latents)  # {"d", "c", "i"} floats and "importance" (n_z x K)
+    scores = dci(sources, latents)  # {"d", "c", "i"} floats, "importance" (n_z x K), "accuracy", "chance" (K)
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ def dci(
 
     `backend="torch"` computes on the device of the inputs (or `device`), `backend="sklearn"` with
     sklearn's RandomForestClassifier. `seed` fixes the split and the forests. Returns `{"d", "c", "i"}` as
-    floats and `"importance"` (n_z x K float64 array; a source with a single value gets a zero column and
-    is left out of the scores).
+    floats, `"importance"` (n_z x K float64 array; a source with a single value gets a zero column and
+    is left out of the scores), and per source `"accuracy"` (its forest's test accuracy, the terms of I; 1 for
+    a single-valued source) and `"chance"` (the test accuracy of always predicting its most frequent training
+    value), K float64 arrays: how much of each source all latents together hold, against guessing.
     """
     if backend == "sklearn":
         from tripod_pl.metrics import _sklearn
@@ -79,4 +81,7 @@ def dci(
             acc = (pred == s_codes[test][:, keep]).double().mean(0)
             importance[:, valid] = forests.importance.T.cpu().numpy()
             accuracy[valid] = acc.cpu().numpy()
-    return {**common.dci_scores(importance, accuracy, valid), "importance": importance}
+        codes = s_codes.cpu().numpy()
+        chance = common.majority_accuracy(codes[train.cpu().numpy()], codes[test.cpu().numpy()])
+    scores = common.dci_scores(importance, accuracy, valid)
+    return {**scores, "importance": importance, "accuracy": accuracy, "chance": chance}

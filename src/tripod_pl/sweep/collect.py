@@ -4,7 +4,9 @@ Each run contributes its ``metrics.json`` (the evaluation of its selected checkp
 :func:`tripod_pl.sweep.runner.finish_run`). Per run, a source's *best NMI* is the largest NMI any active latent
 has with it, and the source is *captured* when that is at least 0.5. The table gives, per dataset and
 method, the mean ± standard deviation over seeds (``ddof=1``; a single run shows no spread) of InfoM, InfoC,
-InfoE, D, C, I, PSNR and the number of captured sources, then the mean best NMI of every source. The figure
+InfoE, D, C, I, PSNR and the number of captured sources, then the mean best NMI of every source and, where the
+evaluations recorded it, the accuracy of predicting each source from all latents together (DCI's per-source
+informativeness) beside its chance level: a source below the capture threshold may still be held, entangled. The figure
 shows one NMI heatmap per method (its first seed), latents ordered by the source they explain best.
 """
 
@@ -59,9 +61,22 @@ def collect(spec: SweepSpec) -> list[dict[str, Any]]:
                 "global_step": metrics.get("global_step"),
                 "nmi": metrics["nmi"],
                 "active": metrics["active"],
+                **_source_accuracy(metrics),
             }
         )
     return rows
+
+
+def _source_accuracy(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``source_accuracy`` and ``source_chance`` by source name, when the evaluation recorded them."""
+    acc, chance = metrics.get("informativeness"), metrics.get("informativeness_chance")
+    if acc is None or chance is None:
+        return {}
+    names = [str(n) for n in metrics["source_names"]]
+    return {
+        "source_accuracy": dict(zip(names, map(float, acc), strict=True)),
+        "source_chance": dict(zip(names, map(float, chance), strict=True)),
+    }
 
 
 def _mean_std(values: list[float | None]) -> str:
@@ -94,8 +109,32 @@ def markdown_table(rows: list[dict[str, Any]], title: str = "Results") -> str:
             mine = [r for r in runs if r["method"] == method]
             cells = [f"{np.mean([r['source_nmi'][s] for r in mine]):.2f}" for s in sources]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines += _accuracy_table(runs, methods, sources)
         lines.append("")
     return "\n".join(lines)
+
+
+def _accuracy_table(runs: list[dict[str, Any]], methods: list[str], sources: list[str]) -> list[str]:
+    """Per method, each source's accuracy from all latents together (mean over the runs that recorded it),
+    and a last row with guessing the most frequent value; nothing when no run recorded it."""
+    have = [r for r in runs if "source_accuracy" in r]
+    if not have:
+        return []
+    lines = [
+        "",
+        "Accuracy of predicting each source from all latents together (DCI's forests, held-out 10%; mean over",
+        "the runs that recorded it): a source no latent holds sits at chance, the last row.",
+        "",
+    ]
+    lines += ["| method | runs | " + " | ".join(sources) + " |", "|---|---|" + "---|" * len(sources)]
+    for method in methods:
+        mine = [r for r in have if r["method"] == method]
+        if mine:
+            cells = [f"{np.mean([r['source_accuracy'][s] for r in mine]):.2f}" for s in sources]
+            lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + " |")
+    chance = [f"{have[0]['source_chance'][s]:.2f}" for s in sources]
+    lines.append("| chance (most frequent value) | | " + " | ".join(chance) + " |")
+    return lines
 
 
 def nmi_figure(rows: list[dict[str, Any]]) -> Figure:
