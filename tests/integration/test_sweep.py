@@ -53,11 +53,23 @@ def test_a_local_sweep_runs_evaluates_collects_and_is_idempotent(tmp_path, tiny_
     main(["run", "sweep.yaml"])
     assert "tiny: 0 jobs to run, 2 already done" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == before
+
+    # evaluating again (after the evaluation gained a metric, say) refreshes the run's result and its record
+    first = json.loads(result.read_text())
+    record.write_text(json.dumps({**first, "infom": -1.0}))
+    main(["evaluate", "sweep.yaml", "--device", "cpu"])
+    assert "tiny/tripod/seed0: evaluated again" in capsys.readouterr().out
+    again = json.loads(record.read_text())
+    assert again == json.loads(result.read_text()) and again["infom"] == first["infom"]  # same checkpoint, same score
+    assert len(again["informativeness"]) == len(again["source_names"])
     import shutil
 
     shutil.rmtree(tmp_path / "runs")  # another clone: only the records travelled (e.g. in git)
     main(["run", "sweep.yaml"])
     assert "tiny: 0 jobs to run, 2 already done" in capsys.readouterr().out
+    main(["evaluate", "sweep.yaml"])  # no checkpoints here: the records stay as they are
+    assert "tiny/tripod/seed0: kept as recorded" in capsys.readouterr().out
+    assert json.loads(record.read_text()) == again
 
 
 FAKE_SBATCH = """#!/usr/bin/env bash

@@ -7,6 +7,7 @@
     tripod-sweep submit  sweeps/procedural.yaml -- --gpus-per-node=1 --ntasks-per-node=1   # one SLURM job array
     tripod-sweep collect sweeps/procedural.yaml --out results # results/<name>.json, .md, .png
     tripod-sweep finish  RUN_DIR                              # evaluate a finished run (what each job ends with)
+    tripod-sweep evaluate sweeps/procedural.yaml              # evaluate every finished run again, refresh records
 
 Every command is idempotent: finished jobs (``metrics.json`` in their run folder) are skipped and interrupted
 ones resume from their ``last.ckpt``. The sweep file is described in :mod:`tripod_pl.sweep.spec`.
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     collect = sub.add_parser("collect", help="write the results table (JSON, Markdown, figure)")
     collect.add_argument("sweep")
     collect.add_argument("--out", default="results", help="folder of <name>.json, .md, .png (default results)")
+    again = sub.add_parser("evaluate", help="evaluate every finished run's checkpoint again and refresh its record")
+    again.add_argument("sweep")
+    again.add_argument("--device", default=None)
     finish = sub.add_parser("finish", help="evaluate a run's selected checkpoint into its metrics.json")
     finish.add_argument("run_dir")
     finish.add_argument("--device", default=None)
@@ -50,7 +54,7 @@ def main(args: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     sbatch_args = argv[argv.index("--") + 1 :] if "--" in argv else []
     opts = _parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    from tripod_pl.sweep import SweepError, finish_run, load_sweep, run_local, submit_slurm, write_results
+    from tripod_pl.sweep import SweepError, finish_run, load_sweep, reevaluate, run_local, submit_slurm, write_results
 
     try:
         if opts.command == "finish":
@@ -65,6 +69,9 @@ def main(args: Sequence[str] | None = None) -> None:
                 for path in write_results(spec, opts.collect):
                     print(f"wrote {path}")
             if failed:
+                raise SystemExit(1)
+        elif opts.command == "evaluate":
+            if reevaluate(spec, device=opts.device):
                 raise SystemExit(1)
         elif opts.command == "submit":
             submit_slurm(spec, script=opts.script, sbatch_args=sbatch_args, max_running=opts.max_running)

@@ -60,6 +60,27 @@ def record_result(job: Job) -> bool:
     return True
 
 
+def reevaluate(spec: SweepSpec, device: str | None = None, echo=print) -> list[Job]:
+    """Evaluates every finished job's selected checkpoint again, refreshing its ``metrics.json`` and record (after
+    the evaluation gained a metric, say); jobs whose checkpoints are gone are left as they are. Returns the
+    jobs whose evaluation failed."""
+    failed = []
+    for job in spec.jobs():
+        if not job.done:
+            continue
+        if selected_checkpoint(job.run_dir) is None:
+            echo(f"{job.name}: kept as recorded (no checkpoint in {job.run_dir})")
+            continue
+        with open(job.run_dir / "sweep.log", "a") as log:
+            code = finish_run(job.run_dir, device=device, log=log)
+        if code == 0:
+            record_result(job)
+        else:
+            failed.append(job)
+        echo(f"{job.name}: " + ("evaluated again" if code == 0 else f"FAILED (see {job.run_dir / 'sweep.log'})"))
+    return failed
+
+
 def _run_job(job: Job, threads: int, device: str | None) -> tuple[Job, int]:
     job.run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
