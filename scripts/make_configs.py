@@ -132,9 +132,9 @@ def warmup(model: dict, steps: int) -> dict:
     return {"weight_schedules": {t: {**ramp, "init_args": {"steps": steps}} for t in terms}} if terms else {}
 
 
-#: The quickstart is procedural Tripod cut to 2,500 steps: measured on an idle 2-core machine, 4.0-4.6 steps/s and
-#: about 17 s an evaluation, so about 11 minutes; 2,500 because with the warm-up the first seed reconstructs the
-#: objects (24 dB, 3-4 of 7 sources) only by then (21.5-24.5 dB and 2-3 of 7 at 2,000; results/procedural_tuning.md)
+#: The quickstart is procedural Tripod cut to 2,500 steps: 10.9 minutes from a fresh clone on the idle 2-core
+#: machine (4.5 steps/s, five evaluations of about 19 s). Not shorter: that run reads 22.3 dB at 2,000 steps and
+#: 22.9 dB at 2,250, below the 23 dB at which the objects show, and 23.5 dB (3 of 7 sources) at 2,500.
 QUICKSTART_STEPS, QUICKSTART_EVERY = 2_500, 500
 
 
@@ -335,7 +335,7 @@ def all_configs() -> dict[Path, str]:
                         every_n_steps=QUICKSTART_EVERY, hessian_samples=4, pairwise_histograms=True
                     )
     comment = (
-        "Quickstart: configs/procedural/tripod.yaml cut to 2,500 steps (about 11 minutes on an idle 2-core CPU),\n"
+        "Quickstart: configs/procedural/tripod.yaml cut to 2,500 steps (11 minutes on an idle 2-core CPU),\n"
         "on the built-in procedural dataset (made on first use). At this size and budget Tripod reconstructs the\n"
         "background, the objects' colour and place; the console lists the sources captured at each evaluation.\n"
         "make train  (or: tripod-train fit --config configs/quickstart.yaml)\n"
