@@ -134,6 +134,21 @@ def test_validation_is_the_held_out_rows_spread_over_the_file(small_h5: str, wor
     np.testing.assert_array_equal(batch["image"].numpy(), images[row_ids(batch["sources"], SIZES)])
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_first_validation_batches_are_a_sample_of_the_whole_split(small_h5: str, workers: int) -> None:
+    # limit_val_batches reads the first batches: in a file in factorial order, the split's first rows in row
+    # order would hold only the fastest-varying sources; a seeded order spreads them over the split
+    dm = _dm(small_h5, num_workers=workers, val_batch_size=5)
+    batches = _rows(dm.val_dataloader())
+    split = dm.val_rows()
+    first = np.concatenate(batches[:2])
+    assert not np.array_equal(np.sort(first), split[:10]) and first.max() > np.median(split)
+    assert all(np.array_equal(b, np.sort(b)) for b in batches)  # each batch read in row order
+    again = _rows(_dm(small_h5, num_workers=0, val_batch_size=5).val_dataloader())
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))  # the same order every time
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), split)
+
+
 def test_validation_is_padded_to_equal_batch_counts_over_ranks(small_h5: str, monkeypatch) -> None:
     dm = _dm(small_h5, num_workers=0, val_batch_size=5)  # 36 rows: 8 batches
     counts, seen = [], []

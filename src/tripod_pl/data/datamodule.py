@@ -3,8 +3,9 @@
 - Training streams whole batches in the order of ``plan.py``: contiguous chunk-aligned reads, a seeded
   window shuffle that changes every epoch, equal batch counts on every DDP rank, one lazily opened file
   handle per worker (or the whole file in shared RAM with ``in_memory``).
-- A held-out validation split of random runs of rows (files are in factorial order: not the tail); test =
-  validation; predict = every image in file order.
+- A held-out validation split of random runs of rows (files are in factorial order: not the tail), served in
+  a fixed seeded random order, so ``limit_val_batches`` reads a sample of it; test = validation; predict =
+  every image in file order.
 - ``eval_subset()``: a fixed, seeded subset of the file with its sources, for the metrics callbacks.
 - Batches travel as uint8 ``{"image": B x H x W x 3, "sources": B x K}``; ``on_after_batch_transfer``
   turns ``image`` into float32 ``B x 3 x H x W`` in [-1, 1] on the device.
@@ -45,6 +46,8 @@ from tripod_pl.data.stream import FixedBatches, TrainStream
 from tripod_pl.data.transforms import to_float_images
 
 _EVAL_KEY = 0xE7A1
+#: keys the order of the validation rows (a stream of its own: the split and the training order do not move)
+_VAL_ORDER_KEY = 0x0A1D
 
 #: ``generate_if_missing`` writes the procedural dataset only to a file whose name contains this
 PROCEDURAL_NAME = "procedural"
@@ -199,7 +202,7 @@ class HDF5DataModule(L.LightningDataModule):
     def train_dataloader(self) -> TrainLoader:
         return self.training_loader(*self._rank_world())
 
-    def _fixed_loader(self, row_ids: np.ndarray, pad: bool) -> DataLoader:
+    def _fixed_loader(self, row_ids: np.ndarray, pad: bool, shuffled: bool = False) -> DataLoader:
         rank, world = self._rank_world()
         dataset = FixedBatches(
             self._rows(),
@@ -211,6 +214,7 @@ class HDF5DataModule(L.LightningDataModule):
             world,
             pad=pad,
             block_rows=self.block_rows,
+            order_seed=[self.hparams.seed, _VAL_ORDER_KEY] if shuffled else None,
         )
         return DataLoader(dataset, batch_size=None, **self._loader_kwargs())
 
@@ -220,7 +224,8 @@ class HDF5DataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         rows = self.val_rows()
-        return self._fixed_loader(rows, pad=True) if len(rows) else []
+        # in a seeded random order: the first batches (limit_val_batches) are a sample of the whole split
+        return self._fixed_loader(rows, pad=True, shuffled=True) if len(rows) else []
 
     def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()

@@ -19,7 +19,7 @@ are ``{"image": uint8 B x H x W x C, "sources": int64 B x K}``; a DataLoader pas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -105,10 +105,13 @@ class TrainStream(IterableDataset):
 
 
 class FixedBatches(IterableDataset):
-    """Consecutive batches of a fixed, sorted list of rows; rank ``r`` gets batches ``r, r + world_size, ...``.
+    """Consecutive batches of a fixed list of rows; rank ``r`` gets batches ``r, r + world_size, ...``.
 
     With ``pad``, every rank gets the same number of batches (the first batches repeat on the ranks that
     would have one fewer), so collective operations in evaluation loops never wait for a missing rank.
+    ``row_ids`` are sorted; with ``order_seed`` they are first put in a seeded random order, so that any
+    first batches (``limit_val_batches``) are a random sample of the rows rather than a few neighbouring runs of
+    a file in factorial order (each batch is still read in row order).
     """
 
     def __init__(
@@ -122,10 +125,14 @@ class FixedBatches(IterableDataset):
         world_size: int = 1,
         pad: bool = True,
         block_rows: int = 64,
+        order_seed: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.rows = rows
         self.row_ids = np.asarray(row_ids, dtype=np.int64)
+        if order_seed is not None:
+            self.row_ids = np.random.default_rng(order_seed).permutation(self.row_ids)
+        self.sorted_batches = order_seed is not None
         self.batch_size = batch_size
         self.image_shape = tuple(image_shape)
         self.num_sources = num_sources
@@ -143,6 +150,7 @@ class FixedBatches(IterableDataset):
         slot, num_workers = _worker_slot()
         for b in self.batch_ids[slot::num_workers].tolist():
             ids = self.row_ids[b * self.batch_size : (b + 1) * self.batch_size]
+            ids = np.sort(ids) if self.sorted_batches else ids
             batch = _new_batch(len(ids), self.image_shape, self.num_sources)
             window = self.rows.read_window(rows_to_runs(ids, self.block_rows))
             window.take(np.arange(len(ids)), batch["image"].numpy(), batch["sources"].numpy())
