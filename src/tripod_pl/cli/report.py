@@ -69,14 +69,12 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     if names and nmi is not None:
         latents, values = best_active_latents(nmi, active)
         acc, chance = metrics.get("informativeness"), metrics.get("informativeness_chance")
-        if acc is None or chance is None:
-            lines += ["", "| source | best active latent | NMI |", "|---|---|---|"]
-        else:  # how much of the source all latents hold together, against guessing its most frequent value
-            header = "| source | best active latent | NMI | accuracy from all latents (chance) |"
-            lines += ["", header, "|---|---|---|---|"]
+        held = acc is not None and chance is not None  # how much of each source all latents hold, against guessing
+        header = "| source | best active latent | NMI |" + (" accuracy from all latents (chance) |" if held else "")
+        lines += ["", header, "|---" * header.count(" |") + "|"]
         for i, (name, j, value) in enumerate(zip(names, latents, values)):
             row = f"| {name} | z{j} | {value:.3f} |" if j >= 0 else f"| {name} | – | – |"
-            lines.append(row if acc is None or chance is None else f"{row} {acc[i]:.2f} ({chance[i]:.2f}) |")
+            lines.append(f"{row} {acc[i]:.2f} ({chance[i]:.2f}) |" if held else row)
     data = metrics.get("data")
     kind = "discrete" if metrics.get("discrete") else "continuous"
     lines += [

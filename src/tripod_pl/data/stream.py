@@ -132,7 +132,6 @@ class FixedBatches(IterableDataset):
         self.row_ids = np.asarray(row_ids, dtype=np.int64)
         if order_seed is not None:
             self.row_ids = np.random.default_rng(order_seed).permutation(self.row_ids)
-        self.sorted_batches = order_seed is not None
         self.batch_size = batch_size
         self.image_shape = tuple(image_shape)
         self.num_sources = num_sources
@@ -149,8 +148,7 @@ class FixedBatches(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         slot, num_workers = _worker_slot()
         for b in self.batch_ids[slot::num_workers].tolist():
-            ids = self.row_ids[b * self.batch_size : (b + 1) * self.batch_size]
-            ids = np.sort(ids) if self.sorted_batches else ids
+            ids = np.sort(self.row_ids[b * self.batch_size : (b + 1) * self.batch_size])  # read in row order
             batch = _new_batch(len(ids), self.image_shape, self.num_sources)
             window = self.rows.read_window(rows_to_runs(ids, self.block_rows))
             window.take(np.arange(len(ids)), batch["image"].numpy(), batch["sources"].numpy())

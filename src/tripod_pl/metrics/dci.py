@@ -58,7 +58,8 @@ def dci(
         common.check_shapes(s, z)
         s_codes, s_n = common.label_codes(s)
         valid = common.valid_sources(s_n.cpu().numpy())
-        train, test = (torch.as_tensor(i, device=dev) for i in common.train_test_indices(len(z), test_size, seed))
+        split = common.train_test_indices(len(z), test_size, seed)
+        train, test = (torch.as_tensor(i, device=dev) for i in split)
         z = common.standardize(z)
         keep = torch.as_tensor(np.flatnonzero(valid), device=dev)
         importance = np.zeros((z.shape[1], s.shape[1]))
@@ -82,6 +83,6 @@ def dci(
             importance[:, valid] = forests.importance.T.cpu().numpy()
             accuracy[valid] = acc.cpu().numpy()
         codes = s_codes.cpu().numpy()
-        chance = common.majority_accuracy(codes[train.cpu().numpy()], codes[test.cpu().numpy()])
+        chance = common.majority_accuracy(codes[split[0]], codes[split[1]])
     scores = common.dci_scores(importance, accuracy, valid)
     return {**scores, "importance": importance, "accuracy": accuracy, "chance": chance}

@@ -60,6 +60,14 @@ def record_result(job: Job) -> bool:
     return True
 
 
+def _evaluate_and_record(job: Job, device: str | None, log) -> int:
+    """:func:`finish_run` for the job's run folder, then its record when that succeeded; the exit status."""
+    code = finish_run(job.run_dir, device=device, log=log)
+    if code == 0:
+        record_result(job)
+    return code
+
+
 def reevaluate(spec: SweepSpec, device: str | None = None, echo=print) -> list[Job]:
     """Evaluates every finished job's selected checkpoint again, refreshing its ``metrics.json`` and record (after
     the evaluation gained a metric, say); jobs whose checkpoints are gone are left as they are. Returns the
@@ -72,10 +80,8 @@ def reevaluate(spec: SweepSpec, device: str | None = None, echo=print) -> list[J
             echo(f"{job.name}: kept as recorded (no checkpoint in {job.run_dir})")
             continue
         with open(job.run_dir / "sweep.log", "a") as log:
-            code = finish_run(job.run_dir, device=device, log=log)
-        if code == 0:
-            record_result(job)
-        else:
+            code = _evaluate_and_record(job, device, log)
+        if code != 0:
             failed.append(job)
         echo(f"{job.name}: " + ("evaluated again" if code == 0 else f"FAILED (see {job.run_dir / 'sweep.log'})"))
     return failed
@@ -89,9 +95,7 @@ def _run_job(job: Job, threads: int, device: str | None) -> tuple[Job, int]:
         print("$ " + shlex.join(cmd), file=log, flush=True)
         code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         if code == 0:
-            code = finish_run(job.run_dir, device=device, log=log)
-        if code == 0:
-            record_result(job)
+            code = _evaluate_and_record(job, device, log)
     return job, code
 
 
