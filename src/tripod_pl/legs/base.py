@@ -58,6 +58,21 @@ class _Activations:
     ) -> None:
         self.decoder, self.names, self.dtype, self.call = decoder, list(names), dtype, call
 
+    def second_derivatives(self, z: Tensor, v: Tensor) -> list[Tensor] | None:
+        """Exact ``d^2/dt^2`` of the activations at ``z + t v`` from the decoder's own Taylor propagation
+        (``decoder.second_directional_derivatives``), where it has one for these names and the decoder runs
+        in its parameters' dtype; ``None`` otherwise."""
+        jets = getattr(self.decoder, "second_directional_derivatives", None)
+        if jets is None:
+            return None
+        if self.dtype is None:
+            return jets(z, v, self.names)
+        param = next(self.decoder.parameters(), None)
+        if param is None or param.dtype != self.dtype:
+            return None
+        with torch.autocast(z.device.type, enabled=False):
+            return jets(z.to(self.dtype), v.to(self.dtype), self.names)
+
     def __call__(self, z: Tensor) -> list[Tensor]:
         if self.dtype is None:
             return list(self.call(z, self.names)) if self.call is not None else self.decoder.activations(z, self.names)

@@ -143,7 +143,9 @@ def _upcast(act: Tensor) -> Tensor:
 def _second_derivatives(f: ActivationFn, z: Tensor, v: Tensor) -> list[Tensor]:
     """Exact second directional derivatives ``v^T H v = d^2/dt^2 a(z + t v) |_{t=0}`` of every unit of every
     activation, by forward-mode AD nested twice (``torch.func.jvp`` of ``torch.func.jvp``): no differences of
-    nearby values, hence no cancellation in any dtype.
+    nearby values, hence no cancellation in any dtype. Where ``f`` offers ``f.second_derivatives(z, v)`` (the
+    decoder's Taylor propagation through its conditioning MLP, :mod:`tripod_pl.nets.taylor`) and it returns a
+    list, that gives the same derivatives without ``torch.func``'s overhead.
 
     ``v`` is (D × b × n_z) for D directions; the D copies of the batch go through ``f`` in one batched call
     (``f`` must treat rows independently, as the decoders do). Gradients reach ``z``, ``v`` and whatever ``f``
@@ -153,6 +155,10 @@ def _second_derivatives(f: ActivationFn, z: Tensor, v: Tensor) -> list[Tensor]:
     d, b, n_z = v.shape
     points = z.unsqueeze(0).expand(d, b, n_z).reshape(d * b, n_z)
     directions = v.reshape(d * b, n_z)
+    jets = getattr(f, "second_derivatives", None)  # the decoder's own Taylor propagation, where it has one
+    second = jets(points, directions) if jets is not None else None
+    if second is not None:
+        return [_upcast(act).reshape(d, b, -1) for act in second]
 
     def first(x: Tensor) -> tuple[Tensor, ...]:
         return torch.func.jvp(lambda y: tuple(f(y)), (x,), (directions,))[1]

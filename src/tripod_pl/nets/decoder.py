@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from tripod_pl.nets.blocks import GELU_APPROXIMATE, ConditionedResidualBlock, Upsample, check_gelu, mlp_layer
+from tripod_pl.nets.taylor import jet2, supports_jet
 
 
 class Decoder(nn.Module):
@@ -72,6 +73,15 @@ class Decoder(nn.Module):
             x = self.upsamples[i](x)
             acts[self.names[i + 1]] = x
         return [acts[n] for n in names]
+
+    def second_directional_derivatives(self, z: Tensor, v: Tensor, names: Sequence[str]) -> list[Tensor] | None:
+        """``d^2/dt^2 a(z + t v)`` at ``t = 0`` for every named activation ``a``, exactly, by Taylor propagation
+        through the conditioning MLP (:mod:`tripod_pl.nets.taylor`) when every name is ``cond``; ``None``
+        otherwise (the caller then nests ``torch.func.jvp``)."""
+        if any(name != "cond" for name in names) or not supports_jet(self.cond_mlp):
+            return None
+        second = jet2(self.cond_mlp, z, v)[2]
+        return [second for _ in names]
 
     def forward(self, z: Tensor, names: Sequence[str] | None = None) -> Tensor | list[Tensor]:
         """Image logits, or the activations ``names`` when given (see :meth:`activations`)."""
