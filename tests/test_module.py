@@ -116,3 +116,29 @@ def test_logged_psnr_is_that_of_the_reconstruction(tmp_path):
     paper = psnr_paper(model(x), x).mean()  # the reference's uint8 PSNR of the same reconstruction
     assert float(trainer.logged_metrics["val/psnr_paper"]) == pytest.approx(float(paper), rel=1e-5)
     assert float(paper) != pytest.approx(float(expected), rel=1e-3)
+
+
+def test_training_steps_compute_their_metrics_only_when_the_loggers_write_them(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger
+
+    import tripod_pl.module as module_file
+
+    calls = []
+
+    def counting_psnr(*args):
+        calls.append(1)
+        return module_file.psnr.__wrapped__(*args)
+
+    counting_psnr.__wrapped__ = module_file.psnr
+    monkeypatch.setattr(module_file, "psnr", counting_psnr)
+    trainer = L.Trainer(
+        max_steps=7, log_every_n_steps=3, logger=CSVLogger(tmp_path), enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(tripod(), _loader(n=64))
+    assert len(calls) == 3  # steps 3 and 6 (every third), and 7, the last: nothing else reaches the loggers
+    rows = [r.split(",") for r in (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text().splitlines()]
+    step, psnr = rows[0].index("step"), rows[0].index("train/psnr")
+    logged_steps = [int(r[step]) for r in rows[1:] if r[psnr]]
+    assert logged_steps == [2, 5]  # 0-based global steps of the logging steps
+    assert "loss" in trainer.progress_bar_metrics  # the progress bar's loss is still updated every step
