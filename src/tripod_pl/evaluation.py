@@ -257,12 +257,14 @@ def evaluate_model(
     infoe_protocol: str = "paper",
     hessian_samples: int = 0,
     metrics: Sequence[str | dict[str, Any] | Metric] | None = None,
+    hessian_activations: Sequence[str] | None = None,
 ) -> Evaluation:
     """InfoMEC, DCI and reconstruction PSNR of ``model`` on uint8 ``images`` (N x H x W x 3) with ``sources``
     (N x K integer indices), computed on the model's device. ``infoe_protocol``: ``"paper"`` (the authors'
     iteration-limited fit and unweighted log-loss, for numbers comparable with the paper's) or ``"converged"``
     (:func:`tripod_pl.metrics.infomec`). ``hessian_samples > 0`` adds the exact decoder Hessian statistics of
-    :func:`decoder_hessian_stats` on that many samples to the scalars (``hessian/...``).
+    :func:`decoder_hessian_stats` on that many samples to the scalars (``hessian/...``), of the decoder
+    activations ``hessian_activations`` (default: all).
 
     ``metrics``: the metrics computed (:func:`build_metrics`; default :data:`DEFAULT_METRICS`); ``dci=False``
     drops ``dci`` from them. Every float or 0-d entry of a metric's ``compute()`` becomes a scalar of that
@@ -307,7 +309,8 @@ def evaluate_model(
     importance = to_numpy(outputs["dci"]["importance"], dtype=np.float64) if "dci" in outputs else None
     if hessian_samples > 0:
         start = time.perf_counter()
-        scalars.update(decoder_hessian_stats(model, latents, hessian_samples))
+        names = None if hessian_activations is None else tuple(hessian_activations)
+        scalars.update(decoder_hessian_stats(model, latents, hessian_samples, names))
         timings["hessian"] = time.perf_counter() - start
     nmi = to_numpy(info["nmi"], dtype=np.float64)
     return Evaluation(scalars, nmi, active, importance, latents, time.perf_counter() - t0, timings, outputs)

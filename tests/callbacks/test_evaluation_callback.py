@@ -375,3 +375,16 @@ def test_asynchronous_selection_keeps_the_weights_of_the_step_it_chose(tmp_path,
     assert sync_step in (2, 4, 6)  # an asynchronous evaluation chose: not the final, synchronous one
     for key, value in sync_ckpt["state_dict"].items():
         torch.testing.assert_close(async_ckpt["state_dict"][key], value, rtol=0, atol=0)
+
+
+def test_hessians_of_chosen_activations_only(tmp_path, tiny_h5):
+    cb = EvaluationCallback(
+        every_n_steps=2, dci=False, figures=False, hessian_samples=2, hessian_activations=["cond", "block0"]
+    )
+    trainer, model, _ = fit(tmp_path, tiny_h5, cb, max_steps=2)
+    logged = {k.split("/")[2] for k in trainer.callback_metrics if k.startswith("eval/hessian/")}
+    assert logged == {"cond", "block0"}  # not x_logits, nor the other blocks
+    bad = EvaluationCallback(hessian_samples=2, hessian_activations=["cond", "logits"])
+    trainer = SimpleNamespace(strategy=object(), datamodule=SimpleNamespace(eval_subset=lambda: None))
+    with pytest.raises(ValueError, match=r"unknown decoder activation\(s\) \['logits'\]; available: \['cond'"):
+        bad.setup(trainer, model, "fit")

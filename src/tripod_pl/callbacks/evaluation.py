@@ -182,6 +182,8 @@ class EvaluationCallback(Callback):
         hessian_samples: exact decoder Hessians with respect to the latents at this many evaluation samples
             (:func:`tripod_pl.evaluation.decoder_hessian_stats`; 0: off), logged as scalars and, with figures,
             as ``eval/hessian``. The authors' evaluation uses 100.
+        hessian_activations: the decoder activations whose Hessians are computed (default: all, ``x_logits``
+            included, whose H x W x 3 units cost most of the time).
         pairwise_histograms: log ``eval/pairwise_latents``, the 2-D histograms of every pair of active latents
             (:func:`~tripod_pl.callbacks.figures.pairwise_latent_histograms`), with figures.
         animation_frames: frames of ``eval/traversal_animation``, a looping GIF of the traversal samples with
@@ -221,6 +223,7 @@ class EvaluationCallback(Callback):
         at_start: bool = False,
         infoe_protocol: str = "paper",
         hessian_samples: int = 0,
+        hessian_activations: Sequence[str] | None = None,
         pairwise_histograms: bool = False,
         animation_frames: int = 20,
         metrics: Sequence[str | dict[str, Any]] = DEFAULT_METRICS,
@@ -261,6 +264,7 @@ class EvaluationCallback(Callback):
         self.evaluate_at_end = evaluate_at_end
         self.num_reconstructions = num_reconstructions
         self.infoe_protocol, self.hessian_samples = infoe_protocol, int(hessian_samples)
+        self.hessian_activations = None if hessian_activations is None else tuple(hessian_activations)
         self.pairwise_histograms = pairwise_histograms
         self.animation_frames = int(animation_frames)
         #: global step of the latest evaluation (saved in checkpoints, so a resumed run does not repeat it)
@@ -292,6 +296,13 @@ class EvaluationCallback(Callback):
             )
         if self.asynchronous:
             _refuse_selection_on_later_weights(trainer)
+        available = getattr(getattr(_model_of(pl_module), "decoder", None), "names", None)
+        unknown = [n for n in self.hessian_activations or () if available is not None and n not in available]
+        if unknown:
+            raise ValueError(
+                f"EvaluationCallback hessian_activations: unknown decoder activation(s) {unknown}; "
+                f"available: {list(available)}"
+            )
 
     def is_scheduled(self, step: int) -> bool:
         """Whether the schedule evaluates after ``step`` optimizer steps (step 0: the initial weights)."""
@@ -488,6 +499,7 @@ class EvaluationCallback(Callback):
             batch_size=self.batch_size,
             infoe_protocol=self.infoe_protocol,
             hessian_samples=self.hessian_samples,
+            hessian_activations=self.hessian_activations,
             metrics=self.metrics,
         )
 

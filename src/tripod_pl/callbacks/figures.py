@@ -225,18 +225,25 @@ def latent_histograms(latents: Tensor | np.ndarray, active: Tensor | np.ndarray,
     n_z = z.shape[1]
     ncols = min(n_z, 6)
     nrows = -(-n_z // ncols)
-    fig = Figure(figsize=(2.0 * ncols, 1.5 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for j, ax in enumerate(axes.flat):
-        if j >= n_z:
-            ax.set_visible(False)
-            continue
+    width, height = 2.0 * ncols, 1.5 * nrows
+    fig = Figure(figsize=(width, height))
+    grid = fig.add_gridspec(
+        nrows,
+        ncols,
+        left=0.1 / width,
+        right=1 - 0.1 / width,
+        bottom=0.3 / height,
+        top=1 - 0.3 / height,
+        wspace=0.12,
+        hspace=0.75,
+    )  # a fixed layout: tight_layout took most of the figure's time
+    for j in range(n_z):
+        ax = fig.add_subplot(grid[j // ncols, j % ncols])
         color = "tab:blue" if active[j] else _INACTIVE
         ax.hist(z[:, j], bins=bins, color=color)
         ax.set_title(f"z{j}" + ("" if active[j] else " (inactive)"), fontsize=8, color="black" if active[j] else color)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
-    fig.tight_layout()
     return fig
 
 
@@ -269,15 +276,20 @@ def pairwise_latent_histograms(
         return fig
     edges = {j: histogram_edges(z[:, j], bins) for j in dims}
     n = d - 1
-    fig = Figure(figsize=(panel_inches * n + 0.3, panel_inches * n + 0.5))
-    axes = fig.subplots(n, n, squeeze=False)
-    for r in range(n):
-        for c in range(n):
-            ax = axes[r][c]
-            a, b = r, c + 1  # panel (dims[a], dims[b]) for a < b
-            if b <= a:
-                ax.set_visible(False)
-                continue
+    # a fixed layout and only the upper triangle's axes: tight_layout and the hidden lower triangle took
+    # most of the time of a 12-latent figure, which every evaluation draws
+    title = f"pairwise histograms of the {d} active latents (log counts)"
+    if n < 4:  # a narrow figure: the title on two lines
+        title = title.replace(" of the", ",\n")
+    width, height = panel_inches * n + 0.6, panel_inches * n + 0.6 + 0.2 * title.count("\n")
+    fig = Figure(figsize=(width, height))
+    grid = fig.add_gridspec(
+        n, n, left=0.45 / width, right=1 - 0.15 / width, bottom=0.35 / height,
+        top=1 - (0.3 + 0.2 * title.count("\n")) / height, wspace=0.45, hspace=0.45,
+    )  # fmt: skip
+    for a in range(n):
+        for b in range(a + 1, d):  # panel (dims[a], dims[b]), a < b, in row a and column b - 1
+            ax = fig.add_subplot(grid[a, b - 1])
             i, j = dims[a], dims[b]
             counts, _, _ = np.histogram2d(z[:, i], z[:, j], bins=(edges[i], edges[j]))
             shown = np.ma.masked_equal(np.log10(np.maximum(counts, 1)) + (counts > 0), 0)
@@ -285,8 +297,7 @@ def pairwise_latent_histograms(
             ax.set_xlabel(f"z{i}", fontsize=7, labelpad=1)
             ax.set_ylabel(f"z{j}", fontsize=7, labelpad=1)
             ax.tick_params(labelsize=5, length=2)
-    fig.suptitle(f"pairwise histograms of the {d} active latents (log counts)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
