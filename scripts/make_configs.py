@@ -339,7 +339,7 @@ def all_configs() -> dict[Path, str]:
                         pairwise_histograms=True,
                     )
     comment = (
-        "Quickstart: configs/procedural/tripod.yaml cut to 2,500 steps (11 minutes on an idle 2-core CPU),\n"
+        "Quickstart: configs/procedural/tripod.yaml cut to 2,500 steps (about 10 minutes on an idle 2-core CPU),\n"
         "on the built-in procedural dataset (made on first use). At this size and budget Tripod reconstructs the\n"
         "background, the objects' colour and place; the console lists the sources captured at each evaluation.\n"
         "make train  (or: tripod-train fit --config configs/quickstart.yaml)\n"
