@@ -3,8 +3,15 @@
 the same way (configs/procedural/ae.yaml) — same data, seed, steps and networks; only where they write changes.
 
 A source is captured when some active latent has NMI >= 0.5 with it (tripod_pl.evaluation.CAPTURED_NMI), on the
-configs' evaluation subset, for the last checkpoint of each run. This is what the results sweep measures per seed
-(results/procedural.md). About 25 minutes on an idle 2-core CPU: run by ``make test-slow``.
+configs' evaluation subset, for the last checkpoint of each run. About 35 minutes on an idle 2-core CPU: run by
+``make test-slow``. Both runs use 2 intra-op threads, whatever the machine: the thread count changes float32
+rounding, and with it where a run leaves the background-only plateau.
+
+Measured (2 threads, 2026-12-01): Tripod 4 sources (background 0.63, object colour 0.62, x 0.96, y 0.88) at
+23.2 dB, the AE 1 (background 0.73; x 0.42, y 0.44) at 24.2 dB. The margin depends on the seed: over the three
+seeds of the results sweep (results/procedural.md) Tripod captures 2.7 and the AE 1.3 on average, and that sweep's
+seed 0 (nested jvp for NHP, two runs at a time) ended with 3 against 2. A failure here therefore says "look", not
+"broken": rerun the results sweep before concluding.
 
 Not a smaller dataset: on a 576-scene variant (two values per source, 3 x 3 positions) at 1,200 steps the AE
 captured 4 sources and Tripod 2 (results/procedural_tuning.md) — at that budget the warm-up has only just ended.
@@ -16,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from tripod_pl.cli import run
@@ -45,13 +53,16 @@ def _captured(method: str, tmp_path: Path, data: Path) -> tuple[int, dict[str, f
     return int((best >= CAPTURED_NMI).sum()), dict(zip(result["source_names"], best.round(2).tolist(), strict=True))
 
 
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,  # passing means the target is reached: remove this marker then
-    reason="not reached yet: the results sweep's seed 0 ends with Tripod 3 sources, the AE 2 "
-    "(results/procedural_tuning.md)",
-)
-def test_tripod_captures_clearly_more_sources_than_the_autoencoder(tmp_path):
+def test_tripod_captures_clearly_more_sources_than_the_autoencoder(tmp_path, two_threads):
     data = tmp_path / "procedural.h5"
     generate_procedural(str(data))
     tripod, tripod_nmi = _captured("tripod", tmp_path, data)
