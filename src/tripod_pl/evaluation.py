@@ -309,8 +309,7 @@ def evaluate_model(
     importance = to_numpy(outputs["dci"]["importance"], dtype=np.float64) if "dci" in outputs else None
     if hessian_samples > 0:
         start = time.perf_counter()
-        names = None if hessian_activations is None else tuple(hessian_activations)
-        scalars.update(decoder_hessian_stats(model, latents, hessian_samples, names))
+        scalars.update(decoder_hessian_stats(model, latents, hessian_samples, hessian_activations))
         timings["hessian"] = time.perf_counter() - start
     nmi = to_numpy(info["nmi"], dtype=np.float64)
     return Evaluation(scalars, nmi, active, importance, latents, time.perf_counter() - t0, timings, outputs)
@@ -340,7 +339,7 @@ def decoder_hessian_stats(
     model: TripodAutoencoder,
     latents: Tensor,
     num_samples: int = 8,
-    names: tuple[str, ...] | None = None,
+    names: Sequence[str] | None = None,
     hessian_chunk: int = 4,
 ) -> dict[str, float]:
     """Exact Hessians of the decoder's named activations with respect to the latents, at the first

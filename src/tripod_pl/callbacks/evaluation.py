@@ -296,13 +296,12 @@ class EvaluationCallback(Callback):
             )
         if self.asynchronous:
             _refuse_selection_on_later_weights(trainer)
-        available = getattr(getattr(_model_of(pl_module), "decoder", None), "names", None)
-        unknown = [n for n in self.hessian_activations or () if available is not None and n not in available]
-        if unknown:
-            raise ValueError(
-                f"EvaluationCallback hessian_activations: unknown decoder activation(s) {unknown}; "
-                f"available: {list(available)}"
-            )
+        check_names = getattr(getattr(_model_of(pl_module), "decoder", None), "check_names", None)
+        if self.hessian_activations and check_names is not None:
+            try:
+                check_names(self.hessian_activations)
+            except KeyError as err:
+                raise ValueError(f"EvaluationCallback hessian_activations: {err.args[0]}") from None
 
     def is_scheduled(self, step: int) -> bool:
         """Whether the schedule evaluates after ``step`` optimizer steps (step 0: the initial weights)."""

@@ -56,12 +56,16 @@ class Decoder(nn.Module):
             self.upsamples.append(Upsample(width, nxt, normalize=activation_norm and not last))
         self.names: tuple[str, ...] = ("cond", *(f"block{i}" for i in range(stages - 1)), "x_logits")
 
-    def activations(self, z: Tensor, names: Sequence[str]) -> list[Tensor]:
-        """The named activations for latents ``z``, in the order of ``names``; the network runs only up to
-        the deepest one requested."""
+    def check_names(self, names: Sequence[str]) -> None:
+        """``KeyError`` naming any of ``names`` that is not one of the decoder's activations."""
         unknown = [n for n in names if n not in self.names]
         if unknown:
             raise KeyError(f"unknown decoder activation(s) {unknown}; available: {list(self.names)}")
+
+    def activations(self, z: Tensor, names: Sequence[str]) -> list[Tensor]:
+        """The named activations for latents ``z``, in the order of ``names``; the network runs only up to
+        the deepest one requested."""
+        self.check_names(names)
         depth = max(self.names.index(n) for n in names)
         acts: dict[str, Tensor] = {}
         cond = self.cond_mlp(z)
