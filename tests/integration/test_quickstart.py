@@ -30,7 +30,9 @@ def test_quickstart_run_shows_the_evaluation_in_tensorboard(tmp_path):
     events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "histograms": 0})
     events.Reload()
     tags = events.Tags()
-    steps = list(range(every, config["trainer"]["max_steps"] + 1, every))
+    last_step = config["trainer"]["max_steps"]
+    steps = list(range(every, last_step + 1, every))
+    steps += [] if steps[-1] == last_step else [last_step]  # evaluate_at_end: the final weights too
     for name in ("infom", "infoc", "infoe", "d", "c", "i", "num_active", "psnr"):
         assert [e.step for e in events.Scalars(f"eval/{name}")] == steps, name
     for name in ("eval/nmi", "eval/reconstructions", "eval/traversals", "eval/latent_histograms"):
