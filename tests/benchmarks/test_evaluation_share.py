@@ -23,7 +23,8 @@ def test_the_record_of_a_tiny_quickstart(tmp_path: Path, tiny_h5: str) -> None:
     assert set(evaluation["stages_wall"]) == {"encode", "infomec", "dci", "hessian"}  # the config's options
     assert sum(evaluation["stages_wall"].values()) <= evaluation["evaluate_wall"]
     assert evaluation["total_wall"] == pytest.approx(evaluation["evaluate_wall"] + evaluation["figures_wall"])
-    every = config["trainer"]["val_check_interval"]  # the quickstart evaluates at every validation
+    (evaluation_args,) = [c["init_args"] for c in config["trainer"]["callbacks"] if "Evaluation" in c["class_path"]]
+    every = evaluation_args["every_n_steps"]
     assert run["every_n_steps"] == every and run["eval_images"] == 64
     train_seconds = every * run["seconds_per_step"]
     assert run["share_sync"] == pytest.approx(evaluation["total_wall"] / train_seconds)
