@@ -135,7 +135,8 @@ def warmup(model: dict, steps: int) -> dict:
 #: The quickstart is procedural Tripod cut to 2,500 steps. Not shorter: a run stopped at 2,250 steps read 22.9 dB,
 #: below the 23 dB at which the objects show. Validation and checkpoints every 500 steps, evaluations every 1,000
 #: and at the end (1,000, 2,000, 2,500): the run sits on the background-only plateau until about 1,500 steps, and
-#: each evaluation costs about 15 s of a budget of 10 minutes (9.8 minutes measured with five, in a fast stretch).
+#: each evaluation costs about 15 s of a budget of 10 minutes (from a fresh clone, dataset included: 9.8 minutes
+#: with these three; with five, every 500 steps, 10.2 and 10.5 minutes in a slow stretch).
 QUICKSTART_STEPS, QUICKSTART_EVERY, QUICKSTART_EVAL_EVERY = 2_500, 500, 1_000
 
 
