@@ -1,9 +1,8 @@
-"""The procedural dataset: full factorial, row-major, deterministic, fast, every factor visible."""
+"""The procedural dataset: full factorial, row-major, deterministic, its bytes pinned, every factor visible."""
 
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +31,8 @@ def test_small_file_is_the_factorial_grid_in_row_major_order(small_h5: str) -> N
     np.testing.assert_array_equal(sources, expected)
 
 
-def test_two_values_per_factor_takes_well_under_a_second(tmp_path: Path) -> None:
-    start = time.perf_counter()
+def test_two_values_per_factor_give_two_to_the_seven_images(tmp_path: Path) -> None:
     info = generate_procedural(tmp_path / "t.h5", {name: 2 for name in DEFAULT_FACTORS})
-    assert time.perf_counter() - start < 1.0
     assert info.num_images == 2 ** len(DEFAULT_FACTORS)
 
 
@@ -120,9 +117,7 @@ def test_bad_factor_sizes(tmp_path: Path, sizes: dict, message: str) -> None:
 
 
 @pytest.mark.slow
-def test_default_dataset_in_well_under_a_minute(tmp_path: Path) -> None:
-    start = time.perf_counter()
+def test_default_dataset_is_written_whole(tmp_path: Path) -> None:
     info = generate_procedural(tmp_path / "default.h5")
-    assert time.perf_counter() - start < 30
     assert info.num_images == int(np.prod(list(DEFAULT_FACTORS.values())))
     assert read_info(info.path) == info
