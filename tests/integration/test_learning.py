@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from tripod_pl.cli import run
@@ -51,14 +50,6 @@ def _captured(method: str, tmp_path: Path, data: Path) -> tuple[int, dict[str, f
     result = evaluate_checkpoint(str(tmp_path / method / "checkpoints" / "last.ckpt"), dci=False)
     _, best = best_active_latents(np.asarray(result["nmi"]), np.asarray(result["active"]))
     return int((best >= CAPTURED_NMI).sum()), dict(zip(result["source_names"], best.round(2).tolist(), strict=True))
-
-
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
