@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -142,3 +143,82 @@ def test_training_steps_compute_their_metrics_only_when_the_loggers_write_them(t
     logged_steps = [int(r[step]) for r in rows[1:] if r[psnr]]
     assert logged_steps == [2, 5]  # 0-based global steps of the logging steps
     assert "loss" in trainer.progress_bar_metrics  # the progress bar's loss is still updated every step
+
+
+def test_cosine_factor_is_half_a_cosine_from_one_to_the_final_ratio_then_flat():
+    from tripod_pl.module import cosine_factor
+
+    T, r = 8, 0.1
+    factor = cosine_factor(T, r)
+    for t in range(12):
+        want = r + (1 - r) * (1 + np.cos(np.pi * min(t, T) / T)) / 2  # float64 reference
+        assert factor(t) == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert factor(0) == 1.0 and factor(T // 2) == pytest.approx(0.55) and factor(T) == factor(T + 5) == pytest.approx(r)
+    assert cosine_factor(4)(4) == pytest.approx(0.0, abs=1e-15)
+
+
+class LearningRates(L.Callback):
+    """Every parameter group's learning rate at the start of every training batch."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[float]] = []
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        self.seen.append([group["lr"] for group in trainer.optimizers[0].param_groups])
+
+
+def _fit_lrs(module: TripodModule, tmp_path, steps: int) -> list[list[float]]:
+    lrs = LearningRates()
+    trainer = L.Trainer(
+        max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0, callbacks=[lrs],
+    )  # fmt: skip
+    trainer.fit(module, _loader(n=16, batch=4))
+    return lrs.seen
+
+
+@pytest.mark.parametrize("decay_steps", [None, 4])
+def test_cosine_schedule_steps_every_group_every_optimizer_step(tmp_path, decay_steps):
+    module = TripodModule(
+        ScalarCodebook(), n_z=3, weight_decay=0.1, lr=1e-3, lr_schedule="cosine", lr_decay_steps=decay_steps,
+        lr_final_ratio=0.2, **TINY,
+    )  # fmt: skip
+    seen = _fit_lrs(module, tmp_path, steps=6)
+    T = decay_steps or 6  # default: the trainer's max_steps
+    want = [1e-3 * (0.2 + 0.8 * (1 + np.cos(np.pi * min(t, T) / T)) / 2) for t in range(6)]
+    assert len(seen) == 6 and all(len(groups) == 2 for groups in seen)
+    for groups, lr in zip(seen, want, strict=True):
+        assert groups == pytest.approx([lr, lr], rel=1e-12)
+
+
+def test_constant_schedule_keeps_the_learning_rate(tmp_path):
+    module = TripodModule(ScalarCodebook(), n_z=3, lr=1e-3, **TINY)
+    assert isinstance(module.configure_optimizers(), torch.optim.AdamW)  # no scheduler at all
+    assert _fit_lrs(module, tmp_path, steps=3) == [[1e-3, 1e-3]] * 3
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"lr_schedule": "linear"}, "lr_schedule must be 'constant' or 'cosine'"),
+        ({"lr_decay_steps": 0}, "lr_decay_steps must be a positive"),
+        ({"lr_final_ratio": 1.5}, r"lr_final_ratio must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_schedule_arguments_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        TripodModule(ScalarCodebook(), n_z=3, **TINY, **kw)
+
+
+def test_a_cosine_schedule_without_a_length_outside_a_trainer_says_what_it_needs():
+    module = TripodModule(ScalarCodebook(), n_z=3, lr_schedule="cosine", **TINY)
+    with pytest.raises(ValueError, match="needs lr_decay_steps"):
+        module.configure_optimizers()
+    stated = TripodModule(ScalarCodebook(), n_z=3, lr=1e-3, lr_schedule="cosine", lr_decay_steps=4, **TINY)
+    config = stated.configure_optimizers()
+    scheduler = config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step" and scheduler.optimizer is config["optimizer"]
+    for _ in range(2):
+        config["optimizer"].step()
+        scheduler.step()
+    assert config["optimizer"].param_groups[0]["lr"] == pytest.approx(0.5e-3)  # half way down a cosine to 0

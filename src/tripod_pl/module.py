@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -39,6 +41,11 @@ class TripodModule(L.LightningModule):
             :class:`~tripod_pl.model.TripodAutoencoder`); each scheduled weight is logged as ``weights/<term>``.
         channels_last, compile: speed options of the model, see :class:`~tripod_pl.model.TripodAutoencoder`.
         lr, betas: AdamW parameters.
+        lr_schedule: ``"constant"`` keeps ``lr``; ``"cosine"`` decays it by half a cosine, stepped every
+            optimizer step: ``lr_t = lr * (r + (1 - r) * (1 + cos(pi * min(t, T) / T)) / 2)`` with
+            ``r = lr_final_ratio`` and ``T = lr_decay_steps`` (``None``: the trainer's total steps, so state it
+            when a run will be resumed with a longer ``max_steps``). Every parameter group (a leg's own
+            optimizer group included) follows the same factor.
         weight_decay: AdamW weight decay on the encoder's and decoder's weights; their biases and the legs'
             parameters never decay (:meth:`~tripod_pl.model.TripodAutoencoder.parameter_groups`).
     """
@@ -64,8 +71,17 @@ class TripodModule(L.LightningModule):
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        lr_decay_steps: int | None = None,
+        lr_final_ratio: float = 0.0,
     ) -> None:
         super().__init__()
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        if lr_decay_steps is not None and lr_decay_steps < 1:
+            raise ValueError(f"lr_decay_steps must be a positive number of steps, got {lr_decay_steps}")
+        if not 0.0 <= lr_final_ratio <= 1.0:
+            raise ValueError(f"lr_final_ratio must lie in [0, 1], got {lr_final_ratio}")
         self.save_hyperparameters(ignore=["bottleneck", "regularizers", "weight_schedules"])
         self.model = TripodAutoencoder(
             bottleneck,
@@ -202,10 +218,34 @@ class TripodModule(L.LightningModule):
             out["sources"] = batch["sources"]
         return out
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         hp = self.hparams
         groups = self.model.parameter_groups(weight_decay=hp.weight_decay)
-        return torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
+        if hp.lr_schedule == "constant":
+            return optimizer
+        total = hp.lr_decay_steps or self._total_steps()
+        factor = cosine_factor(total, hp.lr_final_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _total_steps(self) -> int:
+        """The trainer's number of optimizer steps, for a schedule without ``lr_decay_steps``."""
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else math.inf
+        if not math.isfinite(total):
+            raise ValueError("lr_schedule 'cosine' needs lr_decay_steps, or a trainer with max_steps or max_epochs")
+        return int(total)
+
+
+def cosine_factor(total_steps: int, final_ratio: float = 0.0):
+    """``t -> r + (1 - r) * (1 + cos(pi * min(t, T) / T)) / 2``: the learning rate's factor after ``t`` optimizer
+    steps, 1 at the start, ``r`` from step ``T`` on (a plain function of ``t``, so a resumed run continues it)."""
+
+    def factor(step: int) -> float:
+        progress = min(step, total_steps) / total_steps
+        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def load_model(ckpt_path: str, map_location: str | torch.device | None = "cpu") -> TripodModule:

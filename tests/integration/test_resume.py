@@ -52,23 +52,25 @@ def losses(root: Path) -> dict[int, float]:
 
 
 @pytest.mark.parametrize(
-    "n, batch_size",
+    "n, batch_size, schedule",
     [
-        (4, 16),
-        pytest.param(8, 64, id="across-epoch", marks=pytest.mark.slow),
+        (4, 16, "constant"),
+        pytest.param(4, 16, "cosine", id="cosine-lr"),  # the scheduler's position comes back too
+        pytest.param(8, 64, "constant", id="across-epoch", marks=pytest.mark.slow),
     ],  # 432 * 0.95 images / 64 -> 6 batches an epoch
 )
-def test_resumed_run_continues_exactly(tmp_path, tiny_h5, n, batch_size):
+def test_resumed_run_continues_exactly(tmp_path, tiny_h5, n, batch_size, schedule):
     cfg = quickstart_config(tmp_path, tiny_h5, every=n, batch_size=batch_size)
     full, part = tmp_path / "full", tmp_path / "part"
+    lr = [f"--model.lr_schedule={schedule}", f"--model.lr_decay_steps={2 * n}", "--model.lr=0.01"]
 
-    cli = cli_fit(cfg, full, 2 * n)
+    cli = cli_fit(cfg, full, 2 * n, *lr)
     assert cli.trainer.global_step == 2 * n
-    cli_fit(cfg, part, n)
+    cli_fit(cfg, part, n, *lr)
     last = part / "checkpoints" / "last.ckpt"  # outside the logger's version folder: "last" finds it
     assert last.exists()
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == n  # portable RNG states
-    cli = cli_fit(cfg, part, 2 * n, "--ckpt_path=last")
+    cli = cli_fit(cfg, part, 2 * n, *lr, "--ckpt_path=last")
     assert cli.trainer.global_step == 2 * n
 
     a, b = losses(full), losses(part)
