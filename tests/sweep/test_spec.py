@@ -79,3 +79,15 @@ def test_the_papers_grid_is_one_sweep_file(monkeypatch):
     assert {j.method for j in jobs} == {
         "tripod", "tripod_no_klm", "tripod_no_nhp", "tripod_finer", "tripod_naive", "qlae", "betatcvae", "ae"
     }  # fmt: skip
+
+
+def test_the_gpu_procedural_sweep_is_the_cpu_sweeps_grid_on_the_gpu_configs(monkeypatch):
+    from ..helpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    cpu = load_sweep(ROOT / "sweeps" / "procedural.yaml").jobs()
+    gpu = load_sweep(ROOT / "sweeps" / "procedural_gpu.yaml").jobs()
+    assert {(j.method, j.seed) for j in gpu} == {(j.method, j.seed) for j in cpu} and len(gpu) == 8 * 3
+    assert {j.dataset for j in gpu} == {"procedural_gpu"}
+    assert {j.record_path.parent.parent for j in gpu}.isdisjoint({j.record_path.parent.parent for j in cpu})
+    assert [j.method for j in gpu[:12]] == [m for m in ("tripod", "qlae", "betatcvae", "ae") for _ in range(3)]
