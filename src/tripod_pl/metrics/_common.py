@@ -135,6 +135,21 @@ def cpu_ops_single_threaded(device: torch.device) -> Iterator[int]:
         torch.set_num_threads(n)
 
 
+@contextmanager
+def metric_inputs(
+    sources: ArrayLike, latents: ArrayLike, device: str | torch.device | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """The torch backend's common start: ``(sources, latents as float64, the thread count to restore)`` as 2-D
+    tensors on the resolved device (:func:`resolve_device`) with matching rows (:func:`check_shapes`), CPU ops
+    single-threaded for the duration (:func:`cpu_ops_single_threaded`)."""
+    dev = resolve_device(latents, sources, device=device)
+    with cpu_ops_single_threaded(dev) as n_threads:
+        s = as_tensor(sources, dev)
+        z = as_tensor(latents, dev, torch.float64)
+        check_shapes(s, z)
+        yield s, z, n_threads
+
+
 def valid_sources(n_values: np.ndarray) -> np.ndarray:
     """Sources with at least two values; a constant source carries no information and is left out of
     every score (its NMI row and importance column are zero)."""

@@ -51,23 +51,19 @@ def dci(
         )
     if backend != "torch":
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'sklearn'")
-    dev = common.resolve_device(latents, sources, device=device)
-    with common.cpu_ops_single_threaded(dev) as n_threads:
-        s = common.as_tensor(sources, dev)
-        z = common.as_tensor(latents, dev, torch.float64)
-        common.check_shapes(s, z)
+    with common.metric_inputs(sources, latents, device) as (s, z, n_threads):
         s_codes, s_n = common.label_codes(s)
         valid = common.valid_sources(s_n.cpu().numpy())
         split = common.train_test_indices(len(z), test_size, seed)
-        train, test = (torch.as_tensor(i, device=dev) for i in split)
+        train, test = (torch.as_tensor(i, device=z.device) for i in split)
         z = common.standardize(z)
-        keep = torch.as_tensor(np.flatnonzero(valid), device=dev)
+        keep = torch.as_tensor(np.flatnonzero(valid), device=z.device)
         importance = np.zeros((z.shape[1], s.shape[1]))
         accuracy = np.ones(s.shape[1])
         if len(keep):
             # on CPU tasks of 10 trees on worker threads (sklearn's n_jobs strategy; small tasks stay in
             # cache and balance the workers); on a GPU all forests in one batch
-            on_cpu = dev.type == "cpu"
+            on_cpu = z.device.type == "cpu"
             forests = fit_forests(
                 z[train],
                 s_codes[train][:, keep],

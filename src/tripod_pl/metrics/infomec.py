@@ -65,11 +65,7 @@ def infomec(
         )
     if backend != "torch":
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'sklearn'")
-    dev = common.resolve_device(latents, sources, device=device)
-    with common.cpu_ops_single_threaded(dev):
-        s = common.as_tensor(sources, dev)
-        z = common.as_tensor(latents, dev, torch.float64)
-        common.check_shapes(s, z)
+    with common.metric_inputs(sources, latents, device) as (s, z, _):
         s_codes, s_n = common.label_codes(s)
         valid = common.valid_sources(s_n.cpu().numpy())
 
@@ -93,7 +89,7 @@ def infomec(
                 features = one_hot_features(z_codes, z_n, scaled=not paper)
             else:
                 features = dense_features(common.standardize(z))
-            keep = torch.as_tensor(valid, device=dev)
+            keep = torch.as_tensor(valid, device=z.device)
             fit = paper_log_loss if paper else balanced_log_loss
             h_pred = fit(features, s_codes[:, keep], s_n[keep]).cpu().numpy()
             h_null = np.log(s_n[keep].cpu().numpy())

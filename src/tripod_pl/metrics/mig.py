@@ -49,11 +49,7 @@ def mutual_information(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The plug-in MI matrix (K x n_z, nats) of the sources and the histogram-discretized latents, the sources'
     entropies (K,) and which sources have at least two values, computed on the inputs' device."""
-    dev = common.resolve_device(latents, sources, device=device)
-    with common.cpu_ops_single_threaded(dev):
-        s = common.as_tensor(sources, dev)
-        z = common.as_tensor(latents, dev, torch.float64)
-        common.check_shapes(s, z)
+    with common.metric_inputs(sources, latents, device) as (s, z, _):
         s_codes, s_n = common.label_codes(s)
         z_codes, z_n = histogram_codes(z, num_bins)
         mi = histogram_mi(s_codes, s_n, z_codes, z_n).cpu().numpy()

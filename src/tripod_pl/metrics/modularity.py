@@ -64,14 +64,11 @@ def modularity(
     result = {"modularity": modularity_score(mi[valid]), "explicitness": 0.5}
     if not valid.any():
         return result
-    dev = common.resolve_device(latents, sources, device=device)
-    with common.cpu_ops_single_threaded(dev):
-        s = common.as_tensor(sources, dev)
-        z = common.as_tensor(latents, dev, torch.float64)
+    with common.metric_inputs(sources, latents, device) as (s, z, _):
         s_codes, s_n = common.label_codes(s)
-        keep = torch.as_tensor(np.flatnonzero(valid), device=dev)
+        keep = torch.as_tensor(np.flatnonzero(valid), device=z.device)
         s_codes, s_n = s_codes[:, keep], s_n[keep]
-        train, test = (torch.as_tensor(i, device=dev) for i in common.train_test_indices(len(z), test_size, seed))
+        train, test = (torch.as_tensor(i, device=z.device) for i in common.train_test_indices(len(z), test_size, seed))
         mean = z[train].mean(0)
         std = z[train].std(0, correction=0)
         std = torch.where(std > 0, std, torch.ones_like(std))

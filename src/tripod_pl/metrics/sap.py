@@ -171,11 +171,7 @@ def sap(
     `test_size` and `seed` make the classifiers' split. Computed on the device of the inputs (or `device`).
     Returns `{"sap": float}`; 0 when no source has two values.
     """
-    dev = common.resolve_device(latents, sources, device=device)
-    with common.cpu_ops_single_threaded(dev):
-        s = common.as_tensor(sources, dev)
-        z = common.as_tensor(latents, dev, torch.float64)
-        common.check_shapes(s, z)
+    with common.metric_inputs(sources, latents, device) as (s, z, _):
         if z.shape[1] < 2:
             raise ValueError(f"SAP needs at least two latents, got {z.shape[1]}")
         score, valid = sap_matrix(s, z, continuous_sources, test_size, seed)
