@@ -5,35 +5,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import TINY_FACTORS
-
-
-def _pinned_threads(count: int):
-    """Runs the test with ``count`` intra-op threads, then restores the number before."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(count)
-    yield
-    torch.set_num_threads(threads)
+from .helpers import TINY_FACTORS, pinned_threads
 
 
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Keep tests predictable on the 2-core CI machine."""
-    yield from _pinned_threads(min(torch.get_num_threads(), 2))
+    with pinned_threads(min(torch.get_num_threads(), 2)):
+        yield
 
 
 @pytest.fixture
 def one_thread():
     """One intra-op thread: on a shared 2-core machine two threads per process oversubscribe it and a tiny
     training step takes seconds instead of a tenth of one."""
-    yield from _pinned_threads(1)
+    with pinned_threads(1):
+        yield
 
 
 @pytest.fixture
 def two_threads():
     """Exactly two intra-op threads, whatever the machine: the thread count changes float32 rounding, and with it
     the path of a long training run (tests/integration/test_learning.py)."""
-    yield from _pinned_threads(2)
+    with pinned_threads(2):
+        yield
 
 
 @pytest.fixture(scope="session")

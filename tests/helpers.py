@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -11,6 +13,18 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def pinned_threads(count: int) -> Iterator[None]:
+    """``count`` intra-op threads inside the block, the number before restored after it (also on an error)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 #: network widths small enough for a CPU test to train a few steps in about a second
 TINY = {"encoder_widths": [4, 4, 4, 4], "decoder_widths": [8, 4, 4, 4], "cond_dim": 8}

@@ -18,7 +18,7 @@ from tripod_pl.data import HDF5DataModule
 from tripod_pl.evaluation import SCALARS
 from tripod_pl.legs import FSQ, KLM
 
-from ..helpers import TINY
+from ..helpers import TINY, pinned_threads
 
 METRIC_KEYS = {
     *SCALARS,
@@ -34,19 +34,17 @@ def data_module(path: str, eval_size: int = 150) -> HDF5DataModule:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tiny_h5, tmp_path_factory) -> str:
     """A checkpoint of a tiny Tripod after two training steps, saved by a trainer fitted with the data module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("run")
-    model = TripodModule(FSQ(), [KLM()], n_z=4, **TINY)
-    trainer = L.Trainer(
-        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=str(root),
-    )  # fmt: skip
-    trainer.fit(model, datamodule=data_module(tiny_h5))
-    path = root / "checkpoints" / "tiny.ckpt"
-    trainer.save_checkpoint(path)
-    torch.set_num_threads(threads)
+    with pinned_threads(1):
+        torch.manual_seed(0)
+        root = tmp_path_factory.mktemp("run")
+        model = TripodModule(FSQ(), [KLM()], n_z=4, **TINY)
+        trainer = L.Trainer(
+            max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, limit_val_batches=0, default_root_dir=str(root),
+        )  # fmt: skip
+        trainer.fit(model, datamodule=data_module(tiny_h5))
+        path = root / "checkpoints" / "tiny.ckpt"
+        trainer.save_checkpoint(path)
     return str(path)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image, ImageSequence
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -22,7 +21,7 @@ from tripod_pl.cli.traverse import default_out_dir, traverse_checkpoint
 from tripod_pl.data import HDF5DataModule
 from tripod_pl.evaluation import evaluate_model
 
-from ..helpers import ROOT
+from ..helpers import ROOT, pinned_threads
 from .test_readme import quickstart_in
 
 EVAL_SIZE = 60  # quickstart_in's
@@ -39,17 +38,16 @@ def readme_traverse_command() -> list[str]:
 @pytest.fixture(scope="module")
 def quickstart(tiny_h5, tmp_path_factory) -> Path:
     """A folder where configs/quickstart.yaml (tiny and 2 steps long, quickstart_in) has run: its ``runs/``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("quickstart")
-    path = quickstart_in(folder, tiny_h5)
-    config = yaml.safe_load(open(path))
-    for callback in config["trainer"]["callbacks"]:  # the evaluation's costly parts off (tested elsewhere)
-        if callback["class_path"].endswith("EvaluationCallback"):
-            callback["init_args"].update(dci=False, hessian_samples=0, pairwise_histograms=False, animation_frames=6)
-    Path(path).write_text(yaml.safe_dump(config))
-    main(["fit", "--config", path, f"--trainer.default_root_dir={folder / 'runs/quickstart'}"])
-    torch.set_num_threads(threads)
+    with pinned_threads(1):
+        folder = tmp_path_factory.mktemp("quickstart")
+        path = quickstart_in(folder, tiny_h5)
+        config = yaml.safe_load(open(path))
+        for callback in config["trainer"]["callbacks"]:  # the evaluation's costly parts off (tested elsewhere)
+            if callback["class_path"].endswith("EvaluationCallback"):
+                off = {"dci": False, "hessian_samples": 0, "pairwise_histograms": False}
+                callback["init_args"].update(off, animation_frames=6)
+        Path(path).write_text(yaml.safe_dump(config))
+        main(["fit", "--config", path, f"--trainer.default_root_dir={folder / 'runs/quickstart'}"])
     return folder
 
 
