@@ -145,18 +145,6 @@ def test_training_steps_compute_their_metrics_only_when_the_loggers_write_them(t
     assert "loss" in trainer.progress_bar_metrics  # the progress bar's loss is still updated every step
 
 
-def test_cosine_factor_is_half_a_cosine_from_one_to_the_final_ratio_then_flat():
-    from tripod_pl.module import cosine_factor
-
-    T, r = 8, 0.1
-    factor = cosine_factor(T, r)
-    for t in range(12):
-        want = r + (1 - r) * (1 + np.cos(np.pi * min(t, T) / T)) / 2  # float64 reference
-        assert factor(t) == pytest.approx(want, rel=1e-12, abs=1e-15)
-    assert factor(0) == 1.0 and factor(T // 2) == pytest.approx(0.55) and factor(T) == factor(T + 5) == pytest.approx(r)
-    assert cosine_factor(4)(4) == pytest.approx(0.0, abs=1e-15)
-
-
 class LearningRates(L.Callback):
     """Every parameter group's learning rate at the start of every training batch."""
 
@@ -189,6 +177,25 @@ def test_cosine_schedule_steps_every_group_every_optimizer_step(tmp_path, decay_
     assert len(seen) == 6 and all(len(groups) == 2 for groups in seen)
     for groups, lr in zip(seen, want, strict=True):
         assert groups == pytest.approx([lr, lr], rel=1e-12)
+
+
+def test_a_resumed_run_keeps_the_saved_curve_even_with_more_steps(tmp_path):
+    def module():
+        return TripodModule(ScalarCodebook(), n_z=3, lr=1e-3, lr_schedule="cosine", lr_final_ratio=0.2, **TINY)
+
+    def trainer(steps, lrs):
+        return L.Trainer(
+            max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0, callbacks=[lrs],
+        )  # fmt: skip
+
+    first = trainer(4, LearningRates())
+    first.fit(module(), _loader(n=16, batch=4))  # T = 4 steps, the trainer's
+    first.save_checkpoint(tmp_path / "four.ckpt")
+    lrs = LearningRates()
+    trainer(6, lrs).fit(module(), _loader(n=16, batch=4), ckpt_path=tmp_path / "four.ckpt")
+    # steps 4 and 5 on the saved 4-step curve: its end, 0.2 lr (a new 6-step curve would give 0.4 and 0.27 lr)
+    assert lrs.seen == [pytest.approx([0.2e-3, 0.2e-3], rel=1e-12)] * 2
 
 
 def test_constant_schedule_keeps_the_learning_rate(tmp_path):

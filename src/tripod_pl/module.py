@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from tripod_pl.legs.base import Bottleneck, Regularizer
-from tripod_pl.legs.schedules import Schedule
+from tripod_pl.legs.schedules import CosineAnnealing, Schedule
 from tripod_pl.metrics.reconstruction import psnr, psnr_paper
 from tripod_pl.model import LossTerms, TripodAutoencoder
 
@@ -41,13 +41,15 @@ class TripodModule(L.LightningModule):
             :class:`~tripod_pl.model.TripodAutoencoder`); each scheduled weight is logged as ``weights/<term>``.
         channels_last, compile: speed options of the model, see :class:`~tripod_pl.model.TripodAutoencoder`.
         lr, betas: AdamW parameters.
-        lr_schedule: ``"constant"`` keeps ``lr``; ``"cosine"`` decays it by half a cosine, stepped every
-            optimizer step: ``lr_t = lr * (r + (1 - r) * (1 + cos(pi * min(t, T) / T)) / 2)`` with
-            ``r = lr_final_ratio`` and ``T = lr_decay_steps`` (``None``: the trainer's total steps, so state it
-            when a run will be resumed with a longer ``max_steps``). Every parameter group (a leg's own
-            optimizer group included) follows the same factor.
         weight_decay: AdamW weight decay on the encoder's and decoder's weights; their biases and the legs'
             parameters never decay (:meth:`~tripod_pl.model.TripodAutoencoder.parameter_groups`).
+        lr_schedule, lr_decay_steps, lr_final_ratio: ``"constant"`` keeps ``lr``; ``"cosine"`` multiplies it,
+            every optimizer step, by :class:`~tripod_pl.legs.schedules.CosineAnnealing` from 1 to
+            ``r = lr_final_ratio`` over ``T = lr_decay_steps`` steps (``None``: the trainer's total steps):
+            ``lr_t = lr * (r + (1 - r) * (1 + cos(pi * min(t, T) / T)) / 2)``. Every parameter group (a leg's
+            own group included) follows the same factor. Checkpoints keep the curve, its length included, so a
+            resumed run continues it even with a larger ``max_steps``: to lengthen a run later, set
+            ``lr_decay_steps`` from the start.
     """
 
     def __init__(
@@ -225,7 +227,8 @@ class TripodModule(L.LightningModule):
         if hp.lr_schedule == "constant":
             return optimizer
         total = hp.lr_decay_steps or self._total_steps()
-        factor = cosine_factor(total, hp.lr_final_ratio)
+        # a callable object, not a function: LambdaLR saves its attributes (the curve's length) in checkpoints
+        factor = CosineAnnealing(steps=total, start=1.0, end=hp.lr_final_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -235,17 +238,6 @@ class TripodModule(L.LightningModule):
         if not math.isfinite(total):
             raise ValueError("lr_schedule 'cosine' needs lr_decay_steps, or a trainer with max_steps or max_epochs")
         return int(total)
-
-
-def cosine_factor(total_steps: int, final_ratio: float = 0.0):
-    """``t -> r + (1 - r) * (1 + cos(pi * min(t, T) / T)) / 2``: the learning rate's factor after ``t`` optimizer
-    steps, 1 at the start, ``r`` from step ``T`` on (a plain function of ``t``, so a resumed run continues it)."""
-
-    def factor(step: int) -> float:
-        progress = min(step, total_steps) / total_steps
-        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def load_model(ckpt_path: str, map_location: str | torch.device | None = "cpu") -> TripodModule:
