@@ -81,6 +81,11 @@ def main(args: Sequence[str] | None = None) -> None:
     except SweepError as err:
         print(f"tripod-sweep: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as interrupt:
+        left = getattr(interrupt, "not_started", None)  # run's SweepInterrupted says how many
+        left = "" if left is None else f"; {left} jobs not started"
+        print(f"tripod-sweep: interrupted{left}; the same command resumes the sweep", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,15 @@ from pathlib import Path
 from tripod_pl.io import atomic_write_text
 from tripod_pl.sweep.spec import RESULT, Job, SweepError, SweepSpec
 
-__all__ = ["finish_run", "jobs_file_lines", "record_result", "run_local", "selected_checkpoint", "submit_slurm"]
+__all__ = [
+    "SweepInterrupted",
+    "finish_run",
+    "jobs_file_lines",
+    "record_result",
+    "run_local",
+    "selected_checkpoint",
+    "submit_slurm",
+]
 
 TRIPOD_TRAIN = [sys.executable, "-m", "tripod_pl"]
 
@@ -99,19 +107,45 @@ def _run_job(job: Job, threads: int, device: str | None) -> tuple[Job, int]:
     return job, code
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during :func:`run_local`: no job was started after it; ``not_started`` jobs remain."""
+
+    def __init__(self, not_started: int) -> None:
+        super().__init__(not_started)
+        self.not_started = not_started
+
+
 def run_local(spec: SweepSpec, parallel: int = 1, device: str | None = None, echo=print) -> list[Job]:
-    """Runs the sweep's pending jobs, ``parallel`` at a time; returns the jobs that failed."""
+    """Runs the sweep's pending jobs, ``parallel`` at a time; returns the jobs that failed.
+
+    On Ctrl-C it starts no further job and waits for the running ones, which got the same signal from the terminal
+    and save their ``last.ckpt`` (a second Ctrl-C stops waiting); then it raises :class:`SweepInterrupted`.
+    Running the sweep again resumes it.
+    """
     pending = [job for job in spec.jobs() if not job.done]
     done = len(spec.jobs()) - len(pending)
     echo(f"{spec.name}: {len(pending)} jobs to run, {done} already done")
     threads = max(1, (os.cpu_count() or 1) // max(1, parallel))
     failed = []
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        for job, code in pool.map(lambda j: _run_job(j, threads, device), pending):
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+    futures = []
+    try:
+        for job in pending:
+            futures.append(pool.submit(_run_job, job, threads, device))
+        for future in futures:
+            job, code = future.result()
             status = "done" if code == 0 else f"FAILED (exit {code}, see {job.run_dir / 'sweep.log'})"
             echo(f"{job.name}: {status}")
             if code != 0:
                 failed.append(job)
+    except KeyboardInterrupt:
+        # the queued jobs no worker has taken, and those not yet queued
+        not_started = sum(future.cancel() for future in futures) + len(pending) - len(futures)
+        try:
+            pool.shutdown(wait=True)
+        finally:
+            raise SweepInterrupted(not_started) from None
+    pool.shutdown(wait=True)
     return failed
 
 
