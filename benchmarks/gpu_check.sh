@@ -12,10 +12,11 @@
 #            paper's size, logging the latents' batch stds, NHP's gradient norm and, every 25 steps, the
 #            float32-vs-float64 gradient error (a run cut by the time limit still saves the steps it logged).
 #   sweep    (not part of "all") sweeps/procedural_gpu.yaml: the procedural results, 8 methods x 3 seeds at twice
-#            the CPU widths, batch 64, 10,000 steps with cosine decay, all 24 runs at once on the one GPU (under
-#            CUDA MPS where the daemon starts) within $SWEEP_SECONDS (default 480); the finished runs' records and
-#            the collected table come back as one archive, procedural_gpu.tar.gz (commit its
-#            results/procedural_gpu/ to keep them: a later sweep skips the recorded runs).
+#            the CPU widths, 10,000 steps with cosine decay, $SWEEP_PARALLEL (default 12) runs at a time on the one
+#            GPU (under CUDA MPS where the daemon starts), Tripod and the baselines first, within $SWEEP_SECONDS
+#            (default 480). About 39 GFLOP a step, 9.5 PFLOP for all 24 runs. The finished runs' records and the
+#            collected table come back as one archive, procedural_gpu.tar.gz (commit its results/procedural_gpu/
+#            to keep them: a later sweep skips the recorded runs).
 # Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics|nhp|sweep ...] (default: all, about 10-13
 # minutes; split the stages over two runs where one command may not run that long).
 # Runs this checkout from src/ (no install) with the python that holds a CUDA build of torch ($PYTHON,
@@ -85,15 +86,15 @@ if want nhp; then
 fi
 
 if [[ " $stages " == *" sweep "* ]]; then
-    # the dataset once, not by 24 runs at once
+    # the dataset once, not by every run at once
     [ -f data/procedural.h5 ] || "$PY" -m tripod_pl.data.prepare.cli generate data/procedural.h5 >/dev/null
     mps=0
     if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2>/dev/null; then
-        mps=1  # kernels of the 24 processes share the GPU's SMs instead of taking turns
+        mps=1  # kernels of the runs' processes share the GPU's SMs instead of taking turns
     fi
     echo "sweep: CUDA MPS $([ "$mps" -eq 1 ] && echo on || echo off)"
     stage "procedural sweep on the GPU" "${SWEEP_SECONDS:-480}" "$PY" -m tripod_pl.cli.sweep run \
-        sweeps/procedural_gpu.yaml --parallel "${SWEEP_PARALLEL:-24}"
+        sweeps/procedural_gpu.yaml --parallel "${SWEEP_PARALLEL:-12}"
     # whatever finished, also when the time ran out: its table, figure and records
     "$PY" -m tripod_pl.cli.sweep collect sweeps/procedural_gpu.yaml --out results || status=1
     [ "$mps" -eq 1 ] && echo quit | nvidia-cuda-mps-control

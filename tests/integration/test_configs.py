@@ -140,7 +140,7 @@ def test_the_gpu_procedural_configs_change_only_the_size_and_the_learning_rate_s
         }, path.name  # the same legs, weights, warm-up and peak learning rate
         assert gpu["model"]["lr_schedule"] == "cosine" and "lr_schedule" not in cpu["model"]
         assert gpu["model"]["encoder_widths"] == [2 * w for w in cpu["model"]["encoder_widths"]]
-        assert gpu["data"] == {**cpu["data"], "batch_size": 64}
+        assert gpu["data"] == cpu["data"]
         assert {k: v for k, v in gpu["trainer"].items() if k not in budget} == {
             k: v for k, v in cpu["trainer"].items() if k not in budget
         }
