@@ -125,7 +125,7 @@ PROCEDURAL_WARMUP = 1_000
 #: The procedural sweep sized for one GPU that runs 12 of its 24 runs at a time (sweeps/procedural_gpu.yaml, the
 #: "sweep" stage of benchmarks/gpu_check.sh). On the CPU the runs stop at 4 of 7 sources: 10,000 steps level off
 #: at 25.3-25.8 dB, about what background, object colour, position and scale allow, and neither twice the widths
-#: (3,000 steps) nor a cosine-decayed learning rate (3,000 steps: 25.1 dB, 4/7) gets further within the CPU budget
+#: (3,000 steps) nor a cosine-decayed learning rate (3,000 steps: 25.1 dB; 10,000: 26.1 dB) captures a fifth source
 #: (results/procedural_tuning.md). This profile takes them together, on the same legs, weights and batch (32: about
 #: 39 GFLOP a step, forward and backward, 9.5 PFLOP for the 24 runs); what it reaches is for a GPU session to measure.
 PROCEDURAL_GPU = {
