@@ -1,4 +1,5 @@
-"""Ctrl-C during ``tripod-sweep run``: no further job starts, the running one is waited for, one line says so."""
+"""Ctrl-C during ``tripod-sweep run`` (and a job that cannot start): no further job starts, the running one is
+waited for, one line says so."""
 
 from __future__ import annotations
 
@@ -52,3 +53,19 @@ def test_the_command_ends_with_one_line_and_status_130(three_jobs, monkeypatch, 
     err = capsys.readouterr().err
     assert exit_.value.code == 130
     assert err == "tripod-sweep: interrupted; 2 jobs not started; the same command resumes the sweep\n"
+
+
+def test_a_job_that_cannot_start_stops_the_sweep_without_starting_the_rest(three_jobs, monkeypatch):
+    started = []
+
+    def broken_job(job, threads, device):
+        started.append(job.name)
+        time.sleep(0.2)
+        raise OSError(f"cannot write {job.run_dir}")
+
+    monkeypatch.setattr(runner, "_run_job", broken_job)
+    with pytest.raises(OSError, match="cannot write runs"):
+        runner.run_local(load_sweep(three_jobs), parallel=1, echo=lambda line: None)
+    time.sleep(0.7)  # long enough for a pool left running to start the third job
+    # the worker may take the next job as the first fails; none after it starts
+    assert started[0] == "toy/a/seed0" and "toy/c/seed0" not in started

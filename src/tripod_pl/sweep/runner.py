@@ -138,13 +138,16 @@ def run_local(spec: SweepSpec, parallel: int = 1, device: str | None = None, ech
             echo(f"{job.name}: {status}")
             if code != 0:
                 failed.append(job)
-    except KeyboardInterrupt:
+    except BaseException as err:  # Ctrl-C, or a job that could not even start (its folder, its log)
         # the queued jobs no worker has taken, and those not yet queued
         not_started = sum(future.cancel() for future in futures) + len(pending) - len(futures)
         try:
-            pool.shutdown(wait=True)
-        finally:
+            pool.shutdown(wait=True)  # the running jobs end (on Ctrl-C they got the signal too)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C again: stop waiting
+        if isinstance(err, KeyboardInterrupt):
             raise SweepInterrupted(not_started) from None
+        raise
     pool.shutdown(wait=True)
     return failed
 
