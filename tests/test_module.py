@@ -13,7 +13,7 @@ from tripod_pl.legs import FSQ, KLM, NHP, ScalarCodebook
 from tripod_pl.metrics.reconstruction import psnr_paper
 from tripod_pl.model import TripodAutoencoder
 
-from .helpers import TINY, images
+from .helpers import TINY, images, tiny_trainer
 
 
 def tripod(**kw) -> TripodModule:
@@ -157,11 +157,7 @@ class LearningRates(L.Callback):
 
 def _fit_lrs(module: TripodModule, tmp_path, steps: int) -> list[list[float]]:
     lrs = LearningRates()
-    trainer = L.Trainer(
-        max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0, callbacks=[lrs],
-    )  # fmt: skip
-    trainer.fit(module, _loader(n=16, batch=4))
+    tiny_trainer(tmp_path, [lrs], max_steps=steps).fit(module, _loader(n=16, batch=4))
     return lrs.seen
 
 
@@ -183,17 +179,12 @@ def test_a_resumed_run_keeps_the_saved_curve_even_with_more_steps(tmp_path):
     def module():
         return TripodModule(ScalarCodebook(), n_z=3, lr=1e-3, lr_schedule="cosine", lr_final_ratio=0.2, **TINY)
 
-    def trainer(steps, lrs):
-        return L.Trainer(
-            max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0, callbacks=[lrs],
-        )  # fmt: skip
-
-    first = trainer(4, LearningRates())
+    first = tiny_trainer(tmp_path, [], max_steps=4)
     first.fit(module(), _loader(n=16, batch=4))  # T = 4 steps, the trainer's
     first.save_checkpoint(tmp_path / "four.ckpt")
     lrs = LearningRates()
-    trainer(6, lrs).fit(module(), _loader(n=16, batch=4), ckpt_path=tmp_path / "four.ckpt")
+    resumed = tiny_trainer(tmp_path, [lrs], max_steps=6)
+    resumed.fit(module(), _loader(n=16, batch=4), ckpt_path=tmp_path / "four.ckpt")
     # steps 4 and 5 on the saved 4-step curve: its end, 0.2 lr (a new 6-step curve would give 0.4 and 0.27 lr)
     assert lrs.seen == [pytest.approx([0.2e-3, 0.2e-3], rel=1e-12)] * 2
 
