@@ -48,7 +48,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor
 
@@ -267,7 +267,8 @@ class EvaluationCallback(Callback):
         self.hessian_activations = None if hessian_activations is None else tuple(hessian_activations)
         self.pairwise_histograms = pairwise_histograms
         self.animation_frames = int(animation_frames)
-        #: global step of the latest evaluation (saved in checkpoints, so a resumed run does not repeat it)
+        #: global step of the latest *finished* evaluation (saved in checkpoints: a resumed run does not repeat
+        #: it, and evaluates its first step again when that step's evaluation was cut short or still running)
         self.last_step: int | None = None
         #: global steps evaluated by this instance in this process (for inspection and tests)
         self.evaluated_steps: list[int] = []
@@ -280,6 +281,8 @@ class EvaluationCallback(Callback):
         self._pending_step: int | None = None
         self._candidate: str | None = None
         self._stream: Any = None
+        self._resumed_in_flight: int | None = None  # from a checkpoint saved while an evaluation ran
+        self._abandoned_step: int | None = None  # the one running when training stopped on an exception
 
     # ---- Lightning hooks -----------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -316,7 +319,16 @@ class EvaluationCallback(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
-        if step == 0 and self.at_start and step != self.last_step and not self._skip(trainer):
+        lost, self._resumed_in_flight = self._resumed_in_flight, None
+        if lost is not None and lost != step:
+            rank_zero_warn(
+                f"EvaluationCallback: the evaluation of step {lost} was still running when the checkpoint of step "
+                f"{step} was saved; its weights are not in the checkpoint, so it is not repeated"
+            )
+        # step 0: the initial weights (at_start); a resumed run: its checkpoint's step, when that step's
+        # evaluation is due and did not finish before the checkpoint was saved (an interrupt, or asynchronous)
+        due = self.at_start if step == 0 else self.is_scheduled(step)
+        if due and not self._taken(step) and not self._skip(trainer):
             self._start(trainer, pl_module)
 
     def on_train_batch_end(
@@ -325,13 +337,13 @@ class EvaluationCallback(Callback):
         step = trainer.global_step
         if self._pending_step is not None:
             self.collect(trainer, wait=False)
-        if step > 0 and self.is_scheduled(step) and step != self.last_step and not self._skip(trainer):
+        if step > 0 and self.is_scheduled(step) and not self._taken(step) and not self._skip(trainer):
             self._start(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.collect(trainer, wait=True)
         step = trainer.global_step
-        if self.evaluate_at_end and step > 0 and step != self.last_step and not self._skip(trainer):
+        if self.evaluate_at_end and step > 0 and not self._taken(step) and not self._skip(trainer):
             self.evaluate(trainer, pl_module)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -341,10 +353,16 @@ class EvaluationCallback(Callback):
         self._shutdown(wait=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_step": self.last_step}
+        in_flight = self._pending_step if self._pending_step is not None else self._abandoned_step
+        return {"last_step": self.last_step, "in_flight_step": in_flight}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_step = state_dict.get("last_step")
+        self._resumed_in_flight = state_dict.get("in_flight_step")
+
+    def _taken(self, step: int) -> bool:
+        """Whether ``step`` was evaluated or is being evaluated (gradient accumulation repeats a step's hooks)."""
+        return step in (self.last_step, self._pending_step)
 
     @staticmethod
     def _skip(trainer: L.Trainer) -> bool:
@@ -357,9 +375,10 @@ class EvaluationCallback(Callback):
         Every rank must call this at the same point (it holds a broadcast).
         """
         step = trainer.global_step
-        self.last_step = step
         self.evaluated_steps.append(step)
-        return self._share(trainer, step, lambda: self._evaluate_on_rank_zero(trainer, pl_module, step))
+        scalars = self._share(trainer, step, lambda: self._evaluate_on_rank_zero(trainer, pl_module, step))
+        self.last_step = step
+        return scalars
 
     def submit(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Starts an evaluation of a snapshot of the current weights in the background (asynchronous mode).
@@ -371,7 +390,6 @@ class EvaluationCallback(Callback):
         """
         self.collect(trainer, wait=True)
         step = trainer.global_step
-        self.last_step = step
         self.evaluated_steps.append(step)
         self._pending_step = step
         selections = _selections(trainer)
@@ -417,6 +435,7 @@ class EvaluationCallback(Callback):
 
         try:
             scalars = self._share(trainer, step, finish)
+            self.last_step = step
             if candidate is not None:
                 for selection in _selections(trainer):
                     selection.consider(trainer, step, candidate)
@@ -432,6 +451,8 @@ class EvaluationCallback(Callback):
             self.evaluate(trainer, pl_module)
 
     def _shutdown(self, wait: bool) -> None:
+        if self._pending_step is not None and not wait:  # cut short: a checkpoint saved now records it
+            self._abandoned_step = self._pending_step
         if self._executor is not None:
             self._executor.shutdown(wait=wait, cancel_futures=not wait)
             self._executor = None

@@ -143,6 +143,10 @@ class BestInfoMCheckpoint(Checkpoint):
             self._considered_step = self._val_step = None
             self._unpaired = []
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > 0:  # a resumed run whose checkpoint's step was evaluated again at its start
+            self.select(trainer)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
