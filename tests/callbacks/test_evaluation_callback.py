@@ -371,10 +371,16 @@ def test_asynchronous_selection_keeps_the_weights_of_the_step_it_chose(tmp_path,
         assert ckpt["global_step"] == selection.best_step
         assert not list(root.rglob(".evaluated-step*"))  # every candidate kept or deleted
     (sync_step, sync_infom, sync_ckpt), (async_step, async_infom, async_ckpt) = chosen[False], chosen[True]
+    chosen_ckpts = (sync_ckpt, async_ckpt)
     assert async_step == sync_step and async_infom == sync_infom
     assert sync_step in (2, 4, 6)  # an asynchronous evaluation chose: not the final, synchronous one
     for key, value in sync_ckpt["state_dict"].items():
         torch.testing.assert_close(async_ckpt["state_dict"][key], value, rtol=0, atol=0)
+    # the file's own selection state names itself, as the synchronous save does (not the best before it)
+    states = [next(v for k, v in c["callbacks"].items() if k.startswith("BestInfoMCheckpoint")) for c in chosen_ckpts]
+    for state, run in zip(states, ("False", "True")):
+        assert state.pop("best_model_path") == str(tmp_path / run / "best-infom.ckpt")
+    assert states[0] == states[1] and states[1]["best_step"] == sync_step and states[1]["best_infom"] == sync_infom
 
 
 def test_hessians_of_chosen_activations_only(tmp_path, tiny_h5):

@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import lightning as L
@@ -38,7 +37,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tripod_pl.callbacks.checkpoint_files import checkpoint_dir, save_checkpoint_atomically
 from tripod_pl.callbacks.evaluation import EVAL_STEP_KEY
-from tripod_pl.io import publish, temporary_path
+from tripod_pl.io import atomic_path
 from tripod_pl.metrics.reconstruction import PSNR_METRICS
 
 __all__ = ["BestInfoMCheckpoint"]
@@ -224,10 +223,7 @@ class BestInfoMCheckpoint(Checkpoint):
             self.best_infom, self.best_psnr, self.best_step = infom, psnr, step
             self.best_model_path = os.path.join(self.dirpath or checkpoint_dir(trainer), self.filename)
             if trainer.is_global_zero:
-                os.makedirs(os.path.dirname(self.best_model_path) or ".", exist_ok=True)
-                tmp = temporary_path(self.best_model_path)
-                shutil.copyfile(candidate, tmp)
-                publish(tmp, self.best_model_path)
+                _copy_with_state(candidate, self.best_model_path, self.state_key, self.state_dict())
             trainer.strategy.barrier("BestInfoMCheckpoint.consider")
             saved = True
             rank_zero_info(
@@ -243,3 +239,12 @@ class BestInfoMCheckpoint(Checkpoint):
             if trainer.is_global_zero:
                 for logger in trainer.loggers:
                     logger.log_metrics({BEST_KEY: self.best_infom}, step=step)
+
+
+def _copy_with_state(candidate: str, path: str, key: str, state: dict[str, Any]) -> None:
+    """Writes the checkpoint ``candidate`` to ``path`` atomically, with this callback's state (``key``) replaced by
+    ``state``: the candidate was saved before its score arrived, so it holds the selection of one best earlier."""
+    checkpoint = torch.load(candidate, map_location="cpu", weights_only=False)
+    checkpoint.setdefault("callbacks", {})[key] = state
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
