@@ -11,10 +11,10 @@
 #   nhp      benchmarks/nhp_numerics.py --train-log: Tripod (float32 NHP differences) trained 300 steps at the
 #            paper's size, logging the latents' batch stds, NHP's gradient norm and, every 25 steps, the
 #            float32-vs-float64 gradient error (a run cut by the time limit still saves the steps it logged).
-#   sweep    (not part of "all") sweeps/procedural_gpu.yaml: the procedural results, 8 methods x 3 seeds at twice
-#            the CPU widths, 10,000 steps with cosine decay, $SWEEP_PARALLEL (default 12) runs at a time on the one
+#   sweep    (not part of "all") sweeps/procedural_gpu.yaml: the procedural results, 8 methods x 3 seeds at the
+#            CPU widths, 20,000 steps with cosine decay, $SWEEP_PARALLEL (default 12) runs at a time on the one
 #            GPU (under CUDA MPS where the daemon starts), Tripod and the baselines first, within $SWEEP_SECONDS
-#            (default 480). About 39 GFLOP a step, 9.5 PFLOP for all 24 runs. The finished runs' records and the
+#            (default 480). About 10 GFLOP a step, 4.8 PFLOP for all 24 runs. The finished runs' records and the
 #            collected table come back as one archive, procedural_gpu.tar.gz (commit its results/procedural_gpu/
 #            to keep them: a later sweep skips the recorded runs).
 # Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics|nhp|sweep ...] (default: all, about 10-13

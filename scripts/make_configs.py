@@ -124,23 +124,19 @@ PROCEDURAL = {
 PROCEDURAL_WARMUP = 1_000
 #: The procedural sweep sized for one GPU that runs 12 of its 24 runs at a time (sweeps/procedural_gpu.yaml, the
 #: "sweep" stage of benchmarks/gpu_check.sh). On the CPU the runs stop at 4 of 7 sources: 10,000 steps level off
-#: at 25.3-25.8 dB, about what background, object colour, position and scale allow, and neither twice the widths
-#: (3,000 steps) nor a cosine-decayed learning rate (3,000 steps: 25.1 dB; 10,000: 26.1 dB) captures a fifth source
-#: (results/procedural_tuning.md). This profile takes them together, on the same legs, weights and batch (32: about
-#: 39 GFLOP a step, forward and backward, 9.5 PFLOP for the 24 runs); what it reaches is for a GPU session to measure.
+#: at 25.3-25.8 dB, about what background, object colour, position and scale allow; a cosine-decayed learning rate
+#: reaches 26.1 dB in 10,000 steps, still 4/7; twice the widths leave the background-only plateau about 1,500 steps
+#: later and end behind (10,000 steps with decay: 25.9 dB, 3/7; results/procedural_tuning.md). So this profile
+#: spends the GPU on steps, not width: the CPU configs' networks, legs, weights and batch (32: about 10 GFLOP a step,
+#: forward and backward, 4.8 PFLOP for the 24 runs), 20,000 steps with cosine decay; what it reaches is for a GPU
+#: session to measure.
 PROCEDURAL_GPU = {
     **PROCEDURAL,
     "sized_for": "one GPU that trains many runs of its sweep at once",
     "all": "benchmarks/gpu_check.sh sweep",
-    "max_steps": 10_000,
+    "max_steps": 20_000,
     "every": 2_000,
-    "model": {
-        "encoder_widths": [16, 32, 64, 128],
-        "decoder_widths": [128, 64, 32, 16],
-        "cond_dim": 128,
-        "lr": 1.0e-3,
-        "lr_schedule": "cosine",
-    },
+    "model": {**PROCEDURAL["model"], "lr_schedule": "cosine"},
 }
 #: weighted terms that train a leg's own parts, not the model: never warmed up
 NOT_WARMED = {"discriminator"}
