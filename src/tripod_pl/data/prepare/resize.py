@@ -1,7 +1,8 @@
 """Antialiased downsizing of image batches to the training resolution (64x64, docs/data.md).
 
 An integer ratio (Falcor3D and Isaac3D: 128 -> 64) is an exact box average, rounded half up, computed for the
-whole batch in NumPy; any other ratio falls back to PIL's area (``BOX``) filter image by image::
+whole batch in NumPy; any other ratio falls back to PIL's ``BOX`` filter (a box-shaped average over each output
+pixel's footprint), image by image::
 
     small = resize_images(big)  # uint8 N x 128 x 128 x 3 -> uint8 N x 64 x 64 x 3
 """
@@ -15,7 +16,7 @@ TARGET_SIZE = 64
 
 
 def resize_images(images: np.ndarray, size: int = TARGET_SIZE) -> np.ndarray:
-    """Resizes uint8 ``N x H x W x C`` images to ``N x size x size x C`` with an area (box) filter."""
+    """Resizes uint8 ``N x H x W x C`` images to ``N x size x size x C`` with a box filter (exact at integer ratios)."""
     n, h, w, c = images.shape
     if (h, w) == (size, size):
         return images
