@@ -42,8 +42,8 @@ test-slow: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check src tests scripts benchmarks
-	$(VENV)/bin/ruff format --check src tests scripts benchmarks
+	$(VENV)/bin/ruff check src tests scripts benchmarks notebooks
+	$(VENV)/bin/ruff format --check src tests scripts benchmarks notebooks
 
 format: venv
 	$(VENV)/bin/ruff format src tests scripts benchmarks
