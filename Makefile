@@ -46,8 +46,8 @@ lint: venv
 	$(VENV)/bin/ruff format --check src tests scripts benchmarks notebooks
 
 format: venv
-	$(VENV)/bin/ruff format src tests scripts benchmarks
-	$(VENV)/bin/ruff check --fix src tests scripts benchmarks
+	$(VENV)/bin/ruff format src tests scripts benchmarks notebooks
+	$(VENV)/bin/ruff check --fix src tests scripts benchmarks notebooks
 
 configs: venv
 	$(PY) scripts/make_configs.py
