@@ -9,6 +9,7 @@ TORCH ?= $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch)
 CONFIG ?= configs/quickstart.yaml
 PYTEST_ARGS ?=
 PARALLEL ?= 2
+LINT_PATHS := src tests scripts benchmarks notebooks
 
 .PHONY: help venv train test test-slow lint format bench bench-gpu configs results clean
 
@@ -42,12 +43,12 @@ test-slow: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check src tests scripts benchmarks notebooks
-	$(VENV)/bin/ruff format --check src tests scripts benchmarks notebooks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 format: venv
-	$(VENV)/bin/ruff format src tests scripts benchmarks notebooks
-	$(VENV)/bin/ruff check --fix src tests scripts benchmarks notebooks
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 
 configs: venv
 	$(PY) scripts/make_configs.py
