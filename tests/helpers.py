@@ -72,6 +72,20 @@ def tiny_data(path: str, eval_size: int = 200):
     return HDF5DataModule(path, batch_size=16, num_workers=0, eval_size=eval_size)
 
 
+class InterruptAt(L.Callback):
+    """Raises ``error`` after training step ``step``: Ctrl-C by default; a subclass may set Lightning's
+    ``SIGTERMException`` (the graceful stop it raises after a batch when SIGTERM arrives)."""
+
+    error: type[BaseException] = KeyboardInterrupt
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise self.error
+
+
 def tiny_trainer(tmp_path, callbacks, **kw) -> L.Trainer:
     """A quiet trainer; no validation unless ``val_check_interval`` is given."""
     opts = dict(

@@ -15,7 +15,7 @@ import tripod_pl.callbacks.evaluation as evaluation_module
 from tripod_pl.callbacks import BestInfoMCheckpoint, EvaluationCallback
 from tripod_pl.callbacks.interrupt import InterruptCheckpoint
 
-from ..helpers import tiny_data, tiny_model, tiny_trainer
+from ..helpers import InterruptAt, tiny_data, tiny_model, tiny_trainer
 
 
 def _evaluation(**kw) -> EvaluationCallback:
@@ -41,15 +41,10 @@ def _uninterrupted(tmp_path, tiny_h5) -> tuple[float, BestInfoMCheckpoint]:
     return float(trainer.callback_metrics["eval/infom"]), selection
 
 
-class _TermAt(L.Callback):
+class _TermAt(InterruptAt):
     """SIGTERM's graceful stop (Lightning raises it after a batch) after training step ``step``."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            raise SIGTERMException
+    error = SIGTERMException
 
 
 def test_an_evaluation_cut_short_by_an_interrupt_is_done_again_on_resume(tmp_path, tiny_h5, monkeypatch):

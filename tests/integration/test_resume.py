@@ -17,18 +17,7 @@ import pytest
 import torch
 import yaml
 
-from ..helpers import cli_fit, quickstart_config
-
-
-class InterruptAt(L.Callback):
-    """Ctrl-C after training step ``step``."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
+from ..helpers import InterruptAt, cli_fit, quickstart_config
 
 
 class BarTotals(L.Callback):
@@ -185,7 +174,7 @@ def test_resume_after_ctrl_c_continues_the_same_run(tmp_path, tiny_h5):
         enable_progress_bar=True,
         logger={"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "."}},
     )
-    interrupt = {"class_path": f"{__name__}.InterruptAt", "init_args": {"step": 3}}
+    interrupt = {"class_path": f"{InterruptAt.__module__}.InterruptAt", "init_args": {"step": 3}}
     doc["trainer"]["callbacks"].append(interrupt)
     cfg.write_text(yaml.safe_dump(doc))
     root = tmp_path / "run"
