@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 PARALLEL ?= 2
 LINT_PATHS := src tests scripts benchmarks notebooks
 
-.PHONY: help venv train test test-slow lint format bench bench-gpu configs results clean
+.PHONY: help venv train test test-slow lint format bench bench-gpu wheelhouse configs results clean
 
 help:
 	@echo "make train      create $(VENV), install tripod_pl and train $(CONFIG)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks (JSON results in benchmarks/results/)"
 	@echo "make bench-gpu  the GPU checks on a CUDA machine: CUDA tests, train_step bf16 (eager, compiled), metrics"
+	@echo "make wheelhouse the requirements' wheels for a machine with no package index (WHEEL_PYTHON=, ONLY=)"
 	@echo "make results    the procedural sweep (8 methods x 3 seeds; resumable): results/procedural.{md,json,png}"
 
 $(VENV)/.installed: pyproject.toml
@@ -63,6 +64,13 @@ bench: venv
 # Uses the python that holds a CUDA torch (PYTHON=..., default python3) with this checkout's src/; no venv.
 bench-gpu:
 	PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh
+
+# The requirements' wheels (and theirs) in wheelhouse/, for a machine with no package index: every one but torch,
+# or those in ONLY; for CPython WHEEL_PYTHON (default: this venv's) on x86-64 Linux. bench-gpu installs from it.
+WHEEL_PYTHON ?=
+ONLY ?=
+wheelhouse: venv
+	$(PY) scripts/wheelhouse.py download $(if $(WHEEL_PYTHON),--python $(WHEEL_PYTHON)) $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache

@@ -20,7 +20,11 @@
 # Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics|nhp|sweep ...] (default: all, about 10-13
 # minutes; split the stages over two runs where one command may not run that long).
 # Runs this checkout from src/ (no install) with the python that holds a CUDA build of torch ($PYTHON,
-# default python3; it also needs numpy, scikit-learn, h5py, lightning and pytest). Results go to
+# default python3; it also needs pytest and the package's requirements). A requirement that python lacks (a CUDA
+# image often has no jsonargparse or omegaconf, which the sweep's tripod-train needs) is installed from the
+# wheels in $WHEELHOUSE (default wheelhouse/), with no package index, into a folder put on PYTHONPATH. Make that
+# folder where pip reaches an index (`python scripts/wheelhouse.py download --python 3.12 --only jsonargparse
+# omegaconf`, the python of the GPU machine) and bring it along. Results go to
 # benchmarks/results/; when $OUT names a folder (the device machine's return folder), the log and copies of
 # the results go there too. Exit status: 0 when every stage passed, 1 when one failed, 2 without a GPU.
 set -uo pipefail
@@ -32,6 +36,20 @@ LOG=${OUT:-$RESULTS}/gpu_check.log
 mkdir -p "$(dirname "$LOG")"
 exec > >(tee "$LOG") 2>&1
 
+# what the package needs and this python lacks (torch aside: its CUDA build is the one to use)
+lacking() { "$PY" scripts/wheelhouse.py missing | grep -vE '^torch[^A-Za-z0-9_.-]'; }
+missing=$(lacking)
+if [ -n "$missing" ] && [ -d "${WHEELHOUSE:-wheelhouse}" ]; then
+    site=${TMPDIR:-/tmp}/tripod_pl_site
+    "$PY" scripts/wheelhouse.py install --wheels "${WHEELHOUSE:-wheelhouse}" --target "$site" \
+        && export PYTHONPATH="$site:$PYTHONPATH"
+    missing=$(lacking)
+fi
+if [ -n "$missing" ]; then
+    echo "gpu_check: $PY lacks these requirements; the stages that import them will fail:"
+    echo "$missing" | sed 's/^/    /'
+    echo "    (scripts/wheelhouse.py download, where pip reaches an index, makes wheelhouse/ for this machine)"
+fi
 if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "gpu_check: $PY sees no CUDA GPU (torch.cuda.is_available() is False); nothing checked"
     exit 2
