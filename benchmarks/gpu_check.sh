@@ -16,7 +16,9 @@
 #            GPU (under CUDA MPS where the daemon starts), Tripod and the baselines first, within $SWEEP_SECONDS
 #            (default 480). About 10 GFLOP a step, 4.8 PFLOP for all 24 runs. The finished runs' records and the
 #            collected table come back as one archive, procedural_gpu.tar.gz (commit its results/procedural_gpu/
-#            to keep them: a later sweep skips the recorded runs).
+#            to keep them: a later sweep skips the recorded runs). $SWEEP names another sweep file. Rehearse the
+#            stage on a CPU before spending GPU time (ALLOW_CPU=1 skips the GPU requirement):
+#              ALLOW_CPU=1 SWEEP=sweeps/procedural_gpu_rehearsal.yaml SWEEP_PARALLEL=2 bash benchmarks/gpu_check.sh sweep
 # Usage: benchmarks/gpu_check.sh [all|tests|train|compile|metrics|nhp|sweep ...] (default: all, about 10-13
 # minutes; split the stages over two runs where one command may not run that long).
 # Runs this checkout from src/ (no install) with the python that holds a CUDA build of torch ($PYTHON,
@@ -51,12 +53,15 @@ if [ -n "$missing" ]; then
     echo "    (scripts/wheelhouse.py download, where pip reaches an index, makes wheelhouse/ for this machine)"
 fi
 if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    echo "gpu_check: $PY sees no CUDA GPU (torch.cuda.is_available() is False); nothing checked"
-    exit 2
+    if [ -z "${ALLOW_CPU:-}" ]; then
+        echo "gpu_check: $PY sees no CUDA GPU (torch.cuda.is_available() is False); nothing checked"
+        exit 2
+    fi
+    echo "gpu_check: no CUDA GPU; ALLOW_CPU is set, so this is a rehearsal on the CPU"
 fi
 date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
-"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
 
 status=0
 stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, record failure, keep going
@@ -105,20 +110,23 @@ fi
 
 if [[ " $stages " == *" sweep "* ]]; then
     # the dataset once, not by every run at once
-    [ -f data/procedural.h5 ] || "$PY" -m tripod_pl.data.prepare.cli generate data/procedural.h5 >/dev/null
+    [ -f data/procedural.h5 ] || { mkdir -p data && "$PY" -m tripod_pl.data.prepare.cli generate data/procedural.h5 >/dev/null; }
     mps=0
     if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d 2>/dev/null; then
         mps=1  # kernels of the runs' processes share the GPU's SMs instead of taking turns
     fi
     echo "sweep: CUDA MPS $([ "$mps" -eq 1 ] && echo on || echo off)"
+    sweep=${SWEEP:-sweeps/procedural_gpu.yaml}
+    read -r sweep_name sweep_root < <("$PY" -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))
+print(d['name'], d['root'])" "$sweep")
     stage "procedural sweep on the GPU" "${SWEEP_SECONDS:-480}" "$PY" -m tripod_pl.cli.sweep run \
-        sweeps/procedural_gpu.yaml --parallel "${SWEEP_PARALLEL:-12}"
+        "$sweep" --parallel "${SWEEP_PARALLEL:-12}"
     # whatever finished, also when the time ran out: its table, figure and records
-    "$PY" -m tripod_pl.cli.sweep collect sweeps/procedural_gpu.yaml --out results || status=1
+    "$PY" -m tripod_pl.cli.sweep collect "$sweep" --out results || status=1
     [ "$mps" -eq 1 ] && echo quit | nvidia-cuda-mps-control
     if [ -n "${OUT:-}" ]; then
-        tar czf "$OUT/procedural_gpu.tar.gz" results/procedural_gpu* \
-            $(ls runs/sweeps/procedural_gpu/*/seed*/sweep.log 2>/dev/null) || status=1
+        tar czf "$OUT/$sweep_name.tar.gz" results/"$sweep_name"* \
+            $(ls "$sweep_root"/*/*/seed*/sweep.log 2>/dev/null) || status=1
     fi
 fi
 
