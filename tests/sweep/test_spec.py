@@ -91,3 +91,15 @@ def test_the_gpu_procedural_sweep_is_the_cpu_sweeps_grid_on_the_gpu_configs(monk
     assert {j.dataset for j in gpu} == {"procedural_gpu"}
     assert {j.record_path.parent.parent for j in gpu}.isdisjoint({j.record_path.parent.parent for j in cpu})
     assert [j.method for j in gpu[:12]] == [m for m in ("tripod", "qlae", "betatcvae", "ae") for _ in range(3)]
+
+
+def test_the_rehearsal_runs_two_of_the_gpu_sweeps_configs_briefly_and_records_nothing_it_keeps(monkeypatch):
+    from ..helpers import ROOT
+
+    monkeypatch.chdir(ROOT)
+    gpu = load_sweep(ROOT / "sweeps" / "procedural_gpu.yaml").jobs()
+    rehearsal = load_sweep(ROOT / "sweeps" / "procedural_gpu_rehearsal.yaml").jobs()
+    assert [(j.method, j.seed) for j in rehearsal] == [("tripod", 0), ("ae", 0)]
+    assert {j.config for j in rehearsal} <= {j.config for j in gpu}
+    assert all("--trainer.max_steps=40" in j.overrides for j in rehearsal)
+    assert all((ROOT / j.record_path).resolve().is_relative_to(ROOT / "runs") for j in rehearsal)  # git-ignored
