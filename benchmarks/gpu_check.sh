@@ -41,9 +41,10 @@ exec > >(tee "$LOG") 2>&1
 # what the package needs and this python lacks (torch aside: its CUDA build is the one to use)
 lacking() { "$PY" scripts/wheelhouse.py missing | grep -vE '^torch[^A-Za-z0-9_.-]'; }
 missing=$(lacking)
-if [ -n "$missing" ] && [ -d "${WHEELHOUSE:-wheelhouse}" ]; then
+wheels=${WHEELHOUSE:-wheelhouse}
+if [ -n "$missing" ] && [ -d "$wheels" ]; then
     site=${TMPDIR:-/tmp}/tripod_pl_site
-    "$PY" scripts/wheelhouse.py install --wheels "${WHEELHOUSE:-wheelhouse}" --target "$site" \
+    "$PY" scripts/wheelhouse.py install --wheels "$wheels" --target "$site" \
         && export PYTHONPATH="$site:$PYTHONPATH"
     missing=$(lacking)
 fi
@@ -117,8 +118,8 @@ if [[ " $stages " == *" sweep "* ]]; then
     fi
     echo "sweep: CUDA MPS $([ "$mps" -eq 1 ] && echo on || echo off)"
     sweep=${SWEEP:-sweeps/procedural_gpu.yaml}
-    read -r sweep_name sweep_root < <("$PY" -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))
-print(d['name'], d['root'])" "$sweep")
+    read -r sweep_name sweep_root < <("$PY" -c "import sys; from tripod_pl.sweep.spec import load_sweep
+spec = load_sweep(sys.argv[1]); print(spec.name, spec.root)" "$sweep")
     stage "procedural sweep on the GPU" "${SWEEP_SECONDS:-480}" "$PY" -m tripod_pl.cli.sweep run \
         "$sweep" --parallel "${SWEEP_PARALLEL:-12}"
     # whatever finished, also when the time ran out: its table, figure and records

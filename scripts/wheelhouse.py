@@ -21,7 +21,6 @@ and pip are needed.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 from importlib import metadata
@@ -108,7 +107,7 @@ def drop_torch(folder: Path) -> None:
 
 def wheel_name(wheel: Path) -> str:
     """The canonical distribution name of a ``.whl`` file (``PyYAML-6.0-...whl`` -> ``pyyaml``)."""
-    return canonicalize_name(re.split(r"-", wheel.name, maxsplit=1)[0])
+    return canonicalize_name(wheel.name.split("-", 1)[0])
 
 
 def installable(folder: Path) -> list[Path]:
