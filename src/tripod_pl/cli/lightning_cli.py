@@ -268,9 +268,11 @@ class TripodCLI(LightningCLI):
         parser.link_arguments("data.dataset_size", "model.dataset_size", apply_on="instantiate")
 
 
-def run(args: Sequence[str] | None = None) -> TripodCLI:
+def run(args: Sequence[str] | None = None, *, build_only: bool = False) -> TripodCLI:
     """Run the CLI on ``args`` (default ``sys.argv[1:]``) and return it (tests inspect its trainer and model).
 
+    ``build_only``: parse ``args`` (options and ``--config`` files, no subcommand) and build the model, the data
+    module and the Trainer, with the same checks, but run nothing (a notebook's or a test's way to get them).
     User mistakes in options, data and checkpoint files end with a one-line error and exit status 2, before
     anything is written.
     """
@@ -285,6 +287,7 @@ def run(args: Sequence[str] | None = None) -> TripodCLI:
             save_config_kwargs={"overwrite": True},
             args=list(args) if args is not None else None,
             auto_configure_optimizers=False,
+            run=not build_only,
         )
     except (ConfigError, DatasetError, CheckpointError, TraverseOptionError) as err:
         print(f"tripod-train: error: {err}", file=sys.stderr)
