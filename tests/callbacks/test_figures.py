@@ -28,7 +28,12 @@ def test_source_summary_splits_captured_from_missed_sources_by_best_active_laten
     line = source_summary(NMI, ACTIVE, NAMES)
     # hue's best latent z1 (0.45) is inactive: its best active one is z2 (0.10)
     assert line == "sources captured 2/3 (NMI >= 0.5): shape 0.90 (z0), scale 0.70 (z2); missed: hue 0.10 (z2)"
-    assert source_summary(NMI, np.zeros(3, bool), NAMES).startswith("sources captured 0/3 (NMI >= 0.5): none")
+    assert "collapsed" not in line
+    none_active = source_summary(NMI, np.zeros(3, bool), NAMES)
+    assert none_active.startswith("sources captured 0/3 (NMI >= 0.5): none; missed: shape –, scale –, hue –")
+    assert none_active.endswith(
+        "hue – -- no latent is active: the codes do not vary over the evaluation images (a collapsed encoder)"
+    )
 
 
 def test_figure_samples_are_seeded_distinct_and_spread_over_the_subset():

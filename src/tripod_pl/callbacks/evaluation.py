@@ -93,7 +93,8 @@ def figure_samples(num_images: int, count: int, seed: int = 0) -> Tensor:
 
 def source_summary(nmi: np.ndarray, active: np.ndarray, source_names: list[str] | None = None) -> str:
     """One line: for every source its best active latent's NMI, split into captured (NMI >= 0.5) and missed,
-    e.g. ``"sources captured 2/3 (NMI >= 0.5): shape 0.91 (z2), scale 0.62 (z0); missed: hue 0.08 (z1)"``."""
+    e.g. ``"sources captured 2/3 (NMI >= 0.5): shape 0.91 (z2), scale 0.62 (z0); missed: hue 0.08 (z1)"``; with no
+    active latent the line says so (the model has collapsed)."""
     latents, values = best_active_latents(nmi, active)
     names = list(source_names) if source_names else [f"s{i}" for i in range(len(latents))]
     captured, missed = [], []
@@ -103,7 +104,10 @@ def source_summary(nmi: np.ndarray, active: np.ndarray, source_names: list[str] 
             continue
         (captured if value >= CAPTURED_NMI else missed).append(f"{name} {value:.2f} (z{j})")
     line = f"sources captured {len(captured)}/{len(names)} (NMI >= {CAPTURED_NMI}): " + (", ".join(captured) or "none")
-    return line + ("; missed: " + ", ".join(missed) if missed else "")
+    line += "; missed: " + ", ".join(missed) if missed else ""
+    if not np.asarray(active).any():  # e.g. every encoder output saturated at one quantization level
+        line += " -- no latent is active: the codes do not vary over the evaluation images (a collapsed encoder)"
+    return line
 
 
 def snapshot_device(model: torch.nn.Module) -> torch.device:
