@@ -104,7 +104,7 @@ def source_summary(nmi: np.ndarray, active: np.ndarray, source_names: list[str] 
             continue
         (captured if value >= CAPTURED_NMI else missed).append(f"{name} {value:.2f} (z{j})")
     line = f"sources captured {len(captured)}/{len(names)} (NMI >= {CAPTURED_NMI}): " + (", ".join(captured) or "none")
-    line += "; missed: " + ", ".join(missed) if missed else ""
+    line += ("; missed: " + ", ".join(missed)) if missed else ""
     if not np.asarray(active).any():  # e.g. every encoder output saturated at one quantization level
         line += " -- no latent is active: the codes do not vary over the evaluation images (a collapsed encoder)"
     return line
