@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import yaml
 
@@ -198,3 +200,18 @@ def test_the_gpu_procedural_configs_change_only_the_steps_and_the_learning_rate_
         assert [c["class_path"] for c in gpu["trainer"]["callbacks"]] == [
             c["class_path"] for c in cpu["trainer"]["callbacks"]
         ]
+
+
+def test_a_benchmark_config_trains_a_file_of_another_layout(tmp_path):
+    # the README's dSprites line: the number of latents follows the data file (5 sources: 10 latents)
+    names, sizes = ["shape", "scale", "orientation", "position_x", "position_y"], [2, 2, 2, 2, 2]
+    path = tmp_path / "dsprites.h5"
+    with h5py.File(path, "w") as f:
+        grid = np.stack(np.unravel_index(np.arange(32), sizes), axis=1)
+        f["images"] = np.random.default_rng(0).integers(0, 256, size=(32, 64, 64, 3), dtype=np.uint8)
+        f["sources"] = grid.astype(np.int64)
+        f.attrs["source_names"], f.attrs["source_sizes"] = names, sizes
+    config = ROOT / "configs" / "shapes3d" / "tripod.yaml"
+    args = _tiny_args(config, str(path), tmp_path) + ["--data.eval_size=16"]
+    cli = run(args, build_only=True)
+    assert cli.model.n_z == 10 and cli.model.model.regularizers[0].weight == 1e-4
