@@ -72,3 +72,5 @@ def test_the_probes_run_end_to_end(tmp_path, monkeypatch) -> None:
     last = result["decoder"]["history"][-1]
     assert set(last["psnr_shuffled"]) == set(result["sources"])
     assert 0 < last["psnr"] < 60 and last["excess_bce"] > 0
+    through = result["through"]["history"][-1]
+    assert set(through["accuracy"]) == set(result["sources"]) and 0 < through["psnr"] < 60
