@@ -60,7 +60,7 @@ def test_the_probes_run_end_to_end(tmp_path, monkeypatch) -> None:
     bench = load_script("benchmarks/oracle_probes.py")
     data, out = tmp_path / "toy.h5", tmp_path / "oracle.json"
     sizes = {"background_color": 2, "object_color": 2, "shape": 2, "scale": 2, "position_x": 3, "position_y": 3}
-    generate_procedural(data, {**sizes, "rotation": 2})
+    generate_procedural(data, {**sizes, "rotation": 1})  # one value: its input is constant, always found
     monkeypatch.setattr(bench, "EVAL_IMAGES", 20)
     argv = ["oracle_probes.py", "--path", str(data), "--steps", "2", "--eval-every", "1", "--out", str(out)]
     monkeypatch.setattr("sys.argv", argv)
@@ -74,3 +74,4 @@ def test_the_probes_run_end_to_end(tmp_path, monkeypatch) -> None:
     assert 0 < last["psnr"] < 60 and last["excess_bce"] > 0
     through = result["through"]["history"][-1]
     assert set(through["accuracy"]) == set(result["sources"]) and 0 < through["psnr"] < 60
+    assert through["accuracy"]["rotation"] == 1.0
