@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import yaml
 
 from tripod_pl.cli import run
+from tripod_pl.data.prepare.writer import write_dataset
 
 from ..helpers import ROOT, TINY_CLI, load_script
 
@@ -206,11 +206,8 @@ def test_a_benchmark_config_trains_a_file_of_another_layout(tmp_path):
     # the README's dSprites line: the number of latents follows the data file (5 sources: 10 latents)
     names, sizes = ["shape", "scale", "orientation", "position_x", "position_y"], [2, 2, 2, 2, 2]
     path = tmp_path / "dsprites.h5"
-    with h5py.File(path, "w") as f:
-        grid = np.stack(np.unravel_index(np.arange(32), sizes), axis=1)
-        f["images"] = np.random.default_rng(0).integers(0, 256, size=(32, 64, 64, 3), dtype=np.uint8)
-        f["sources"] = grid.astype(np.int64)
-        f.attrs["source_names"], f.attrs["source_sizes"] = names, sizes
+    images = np.random.default_rng(0).integers(0, 256, size=(32, 64, 64, 3), dtype=np.uint8)
+    write_dataset(path, images, np.stack(np.unravel_index(np.arange(32), sizes), axis=1), names, sizes)
     config = ROOT / "configs" / "shapes3d" / "tripod.yaml"
     args = _tiny_args(config, str(path), tmp_path) + ["--data.eval_size=16"]
     cli = run(args, build_only=True)
