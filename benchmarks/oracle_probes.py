@@ -47,12 +47,21 @@ LR, BATCH, CLIP = 1e-3, 32, 1.0
 EVAL_IMAGES = 2000
 
 
+def _grid(sizes: list[int]) -> tuple[Tensor, Tensor]:
+    """Per source, ``n - 1`` (1 where ``n == 1``) and whether it has a single value."""
+    return torch.tensor([max(n - 1, 1) for n in sizes], dtype=torch.float32), torch.tensor([n == 1 for n in sizes])
+
+
 def source_codes(sources: Tensor, sizes: list[int]) -> Tensor:
     """Source indices (N x K) as decoder inputs: index ``i`` of a source with ``n`` values -> ``2 i / (n - 1) - 1``
     (0 for a source with one value)."""
-    span = torch.tensor([max(n - 1, 1) for n in sizes], dtype=torch.float32)
-    single = torch.tensor([n == 1 for n in sizes])
+    span, single = _grid(sizes)
     return torch.where(single, 0.0, sources.float() / span * 2 - 1)
+
+
+def _in_chunks(fn, x: Tensor, size: int = 250) -> list:
+    """``fn`` of ``x`` in chunks of ``size`` rows (bounded memory at evaluation)."""
+    return [fn(x[i : i + size]) for i in range(0, len(x), size)]
 
 
 def _optimizer(module: torch.nn.Module) -> torch.optim.Optimizer:
@@ -68,8 +77,7 @@ def _step(module: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: Tenso
 
 @torch.no_grad()
 def _accuracies(encoder: Encoder, images: Tensor, sources: Tensor, sizes: list[int]) -> list[float]:
-    logits = torch.cat([encoder(as_model_input(images[i : i + 250])) for i in range(0, len(images), 250)])
-    heads = logits.split(sizes, dim=1)
+    heads = torch.cat(_in_chunks(lambda chunk: encoder(as_model_input(chunk)), images)).split(sizes, dim=1)
     return [float((head.argmax(1) == sources[:, k]).float().mean()) for k, head in enumerate(heads)]
 
 
@@ -77,6 +85,7 @@ def train_encoder(images, sources, sizes, train, held, steps, eval_every, names)
     """Cross-entropy summed over the sources' heads; held-out accuracy per source every ``eval_every`` steps."""
     encoder = Encoder(sum(sizes), widths=ENCODER_WIDTHS)
     optimizer = _optimizer(encoder)
+    held_images, held_sources = images[held], sources[held]
     history, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         index = train[torch.randint(len(train), (BATCH,))]
@@ -85,7 +94,7 @@ def train_encoder(images, sources, sizes, train, held, steps, eval_every, names)
         _step(encoder, optimizer, loss)
         if step % eval_every == 0 or step == steps:
             encoder.eval()
-            accuracy = dict(zip(names, _accuracies(encoder, images[held], sources[held], sizes)))
+            accuracy = dict(zip(names, _accuracies(encoder, held_images, held_sources, sizes)))
             encoder.train()
             history.append({"step": step, "loss": float(loss.detach()), "accuracy": accuracy})
             print(f"encoder step {step}: " + ", ".join(f"{n} {a:.2f}" for n, a in accuracy.items()), flush=True)
@@ -96,14 +105,15 @@ def train_encoder(images, sources, sizes, train, held, steps, eval_every, names)
 def _scores(decoder: Decoder, codes: Tensor, images: Tensor) -> tuple[float, float]:
     """Mean PSNR (dB) of the drawn images, and their excess binary cross-entropy (nats per pixel): the training
     loss minus the images' own entropy, ``BCE(logits, p) - H(p)``, 0 for a perfect drawing (as ``source_value.py``)."""
-    values, excess = [], []
-    for i in range(0, len(codes), 250):
-        logits = decoder(codes[i : i + 250])
-        target = (as_model_input(images[i : i + 250]) + 1) / 2
-        values.append(psnr(torch.sigmoid(logits), target))
+
+    def score(rows: Tensor) -> tuple[Tensor, Tensor]:
+        logits = decoder(codes[rows])
+        target = (as_model_input(images[rows]) + 1) / 2
         entropy = F.binary_cross_entropy(target, target, reduction="none")
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        excess.append((bce - entropy).flatten(1).mean(1))
+        return psnr(torch.sigmoid(logits), target), (bce - entropy).flatten(1).mean(1)
+
+    values, excess = zip(*_in_chunks(score, torch.arange(len(codes))))
     return float(torch.cat(values).mean()), float(torch.cat(excess).mean())
 
 
@@ -114,6 +124,7 @@ def train_decoder(images, sources, sizes, train, held, steps, eval_every, names)
     decoder = Decoder(len(sizes), widths=DECODER_WIDTHS, cond_dim=COND_DIM)
     optimizer = _optimizer(decoder)
     shuffle = torch.randperm(len(held), generator=torch.Generator().manual_seed(1))
+    held_codes, held_images = codes[held], images[held]
     history, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         index = train[torch.randint(len(train), (BATCH,))]
@@ -122,12 +133,12 @@ def train_decoder(images, sources, sizes, train, held, steps, eval_every, names)
         _step(decoder, optimizer, loss)
         if step % eval_every == 0 or step == steps:
             decoder.eval()
-            full, excess = _scores(decoder, codes[held], images[held])
+            full, excess = _scores(decoder, held_codes, held_images)
             shuffled = {}
             for k, name in enumerate(names):
-                mixed = codes[held].clone()
+                mixed = held_codes.clone()
                 mixed[:, k] = mixed[shuffle, k]
-                shuffled[name] = _scores(decoder, mixed, images[held])[0]
+                shuffled[name] = _scores(decoder, mixed, held_images)[0]
             decoder.train()
             history.append({"step": step, "loss": float(loss.detach()), "psnr": full, "excess_bce": excess,
                             "psnr_shuffled": shuffled})  # fmt: skip
@@ -143,8 +154,8 @@ def train_through(images, sources, sizes, train, held, steps, eval_every, names,
     decoder.requires_grad_(False)
     encoder = Encoder(len(sizes), widths=ENCODER_WIDTHS)
     optimizer = _optimizer(encoder)
-    span = torch.tensor([max(n - 1, 1) for n in sizes], dtype=torch.float32)
-    single = torch.tensor([n == 1 for n in sizes])
+    span, single = _grid(sizes)
+    held_images, held_sources = images[held], sources[held]
     history, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         index = train[torch.randint(len(train), (BATCH,))]
@@ -154,13 +165,11 @@ def train_through(images, sources, sizes, train, held, steps, eval_every, names,
         if step % eval_every == 0 or step == steps:
             encoder.eval()
             with torch.no_grad():
-                z = torch.cat(
-                    [torch.tanh(encoder(as_model_input(images[held][i : i + 250]))) for i in range(0, len(held), 250)]
-                )
+                z = torch.cat(_in_chunks(lambda chunk: torch.tanh(encoder(as_model_input(chunk))), held_images))
             nearest = torch.minimum(torch.round((z + 1) * span / 2).clamp(min=0), span)
-            found = (nearest == sources[held]) | single  # a one-value source has one input (0): always found
+            found = (nearest == held_sources) | single  # a one-value source has one input (0): always found
             accuracy = dict(zip(names, found.float().mean(0).tolist()))
-            full = _scores(decoder, z, images[held])[0]
+            full = _scores(decoder, z, held_images)[0]
             encoder.train()
             history.append({"step": step, "loss": float(loss.detach()), "psnr": full, "accuracy": accuracy})
             found_text = ", ".join(f"{n} {a:.2f}" for n, a in accuracy.items())
