@@ -1,4 +1,4 @@
-"""Can the procedural configs' networks hold each source when they are told it? Three probes.
+"""Can the procedural configs' networks hold each source when they are told it? Four probes.
 
 The unsupervised runs capture background, object colour, x and y, and not shape, scale or rotation. These probes
 tell "the networks at this size and budget cannot" from "unsupervised training does not find it":
@@ -14,10 +14,16 @@ tell "the networks at this size and budget cannot" from "unsupervised training d
 - ``through``: a new encoder trained through that decoder, frozen, by the reconstruction loss alone (``tanh`` of
   its outputs as the decoder's inputs): whether the reconstruction gradient leads an encoder to every source once
   the decoder draws them all (held-out PSNR, and how often each output lands on its source's true input).
+- ``landscape``: the reconstruction loss of that decoder along one input at a time, the others at their true values,
+  scanned on 61 points of [-1, 1] (every source's grid values among them) for 300 held-out images. Per source: how
+  often the scan's minimum is the true value; how often walking downhill from a wrong grid value (a gradient
+  descent with small steps on that input alone) ends at the true one; and what a wrong value costs, in nats per
+  pixel, against the true one. For the sources other than position, the same with the object drawn one grid step
+  off in x and in y: whether a misplaced object still tells its shape, scale, rotation or colour.
 
 All train as the procedural configs do (AdamW, lr 1e-3, batch 32, gradient values clipped at 1) on 90% of the
-images and are scored on 2,000 of the other 10% (a fixed random split). About 30 minutes for all three at 3,000
-steps on an idle 2-core CPU (``through`` trains the decoder first).
+images and are scored on 2,000 of the other 10% (a fixed random split). About 40 minutes for all four at 3,000
+steps on an idle 2-core CPU (``through`` and ``landscape`` train the decoder first).
 
     python benchmarks/oracle_probes.py [--probe all] [--steps 3000] [--out benchmarks/results/oracle_probes.json]
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -45,6 +52,8 @@ DECODER_WIDTHS = (64, 32, 16, 8)
 COND_DIM = 64
 LR, BATCH, CLIP = 1e-3, 32, 1.0
 EVAL_IMAGES = 2000
+SCAN_POINTS, SCAN_IMAGES = 61, 300  # 61 points: the grid values of every source with up to 7 values are among them
+POSITIONS = ("position_x", "position_y")
 
 
 def _grid(sizes: list[int]) -> tuple[Tensor, Tensor]:
@@ -177,10 +186,83 @@ def train_through(images, sources, sizes, train, held, steps, eval_every, names,
     return {"history": history, "seconds": time.perf_counter() - start}
 
 
+def _losses(decoder: Decoder, codes: Tensor, images: Tensor) -> Tensor:
+    """Per row, the decoder's binary cross-entropy (mean over pixels) of ``images`` drawn from ``codes``."""
+
+    def loss(rows: Tensor) -> Tensor:
+        target = (as_model_input(images[rows]) + 1) / 2
+        return F.binary_cross_entropy_with_logits(decoder(codes[rows]), target, reduction="none").flatten(1).mean(1)
+
+    with torch.no_grad():
+        return torch.cat(_in_chunks(loss, torch.arange(len(codes))))
+
+
+def descend(losses: Tensor, start: Tensor) -> Tensor:
+    """Where walking downhill on each row of ``losses`` (N x P) from the indices ``start`` ends: step to the lower
+    neighbour while one is lower than here (gradient descent with small steps along a 1-D scan)."""
+    index, rows, last = start.clone(), torch.arange(len(losses)), losses.shape[1] - 1
+    for _ in range(last):
+        left, right = (index - 1).clamp(min=0), (index + 1).clamp(max=last)
+        lower = torch.where(losses[rows, left] < losses[rows, right], left, right)
+        index = torch.where(losses[rows, lower] < losses[rows, index], lower, index)
+    return index
+
+
+def scan_source(decoder: Decoder, codes: Tensor, images: Tensor, truth: Tensor, k: int, n: int) -> dict:
+    """The loss along input ``k`` (the others as in ``codes``) on ``SCAN_POINTS`` points of [-1, 1]: how often its
+    minimum rounds to the true value ``truth`` (indices), how often a descent from each wrong grid value ends
+    there, and the mean cost of a wrong grid value over the true one (nats per pixel)."""
+    points = torch.linspace(-1, 1, SCAN_POINTS)
+    scan = codes.repeat_interleave(SCAN_POINTS, dim=0)
+    scan[:, k] = points.repeat(len(codes))
+    losses = _losses(decoder, scan, images.repeat_interleave(SCAN_POINTS, dim=0)).view(len(codes), SCAN_POINTS)
+    per_value = (SCAN_POINTS - 1) // (n - 1)  # scan points between neighbouring grid values
+    grid = losses[:, ::per_value]  # N x n: the loss at each grid value
+    wrong = torch.arange(n)[None, :] != truth[:, None]
+    starts = torch.arange(n).repeat(len(codes), 1)[wrong].view(len(codes), n - 1)
+    ends = descend(losses.repeat_interleave(n - 1, dim=0), starts.flatten() * per_value).view(len(codes), n - 1)
+    landed = torch.round(ends / per_value) == truth[:, None]
+    return {
+        "minimum_is_true": float((torch.round(losses.argmin(1) / per_value) == truth).float().mean()),
+        "descent_finds_true": float(landed.float().mean()),
+        "wrong_value_cost": float((grid[wrong].view(len(codes), n - 1) - grid.gather(1, truth[:, None])).mean()),
+    }
+
+
+def _misplaced(sources: Tensor, sizes: list[int], columns: list[int]) -> Tensor:
+    """The sources with each of ``columns`` moved one grid step (up, or down from the last value)."""
+    moved = sources.clone()
+    for k in columns:
+        moved[:, k] = torch.where(sources[:, k] < sizes[k] - 1, sources[:, k] + 1, sources[:, k] - 1)
+    return moved
+
+
+def scan_landscape(images, sources, sizes, held, names, decoder: Decoder) -> dict:
+    """``scan_source`` for every source with more than one value, on ``SCAN_IMAGES`` held-out images; for the
+    sources other than position, again with the object's inputs moved one grid step in x and y (``misplaced``)."""
+    if (SCAN_POINTS - 1) % math.lcm(*(n - 1 for n in sizes if n > 1)):
+        raise ValueError(f"{SCAN_POINTS} scan points do not hold every grid value of sources sized {sizes}")
+    decoder.eval()
+    rows = held[:SCAN_IMAGES]
+    scan_images, truth = images[rows], sources[rows]
+    positions = [k for k, name in enumerate(names) if name in POSITIONS and sizes[k] > 1]
+    codes, misplaced = source_codes(truth, sizes), source_codes(_misplaced(truth, sizes, positions), sizes)
+    result, start = {}, time.perf_counter()
+    for k, (name, n) in enumerate(zip(names, sizes)):
+        if n == 1:
+            continue
+        result[name] = {"placed": scan_source(decoder, codes, scan_images, truth[:, k], k, n)}
+        if positions and k not in positions:
+            result[name]["misplaced"] = scan_source(decoder, misplaced, scan_images, truth[:, k], k, n)
+        text = "; ".join(f"{c}: " + ", ".join(f"{m} {v:.3g}" for m, v in r.items()) for c, r in result[name].items())
+        print(f"landscape {name}: {text}", flush=True)
+    return {"sources": result, "images": len(rows), "points": SCAN_POINTS, "seconds": time.perf_counter() - start}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", default="data/procedural.h5")
-    parser.add_argument("--probe", choices=("encoder", "decoder", "through", "all"), default="all")
+    parser.add_argument("--probe", choices=("encoder", "decoder", "through", "landscape", "all"), default="all")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -201,8 +283,10 @@ def main() -> None:
     common = (images, sources, sizes, train, held, args.steps, args.eval_every, names)
     if args.probe in ("encoder", "all"):
         result["encoder"] = train_encoder(*common)
-    if args.probe in ("decoder", "through", "all"):  # the through probe needs the trained decoder
+    if args.probe in ("decoder", "through", "landscape", "all"):  # the last two need the trained decoder
         result["decoder"], decoder = train_decoder(*common)
+    if args.probe in ("landscape", "all"):
+        result["landscape"] = scan_landscape(images, sources, sizes, held, names, decoder)
     if args.probe in ("through", "all"):
         result["through"] = train_through(*common, decoder)
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")

@@ -75,3 +75,101 @@ def test_the_probes_run_end_to_end(tmp_path, monkeypatch) -> None:
     through = result["through"]["history"][-1]
     assert set(through["accuracy"]) == set(result["sources"]) and 0 < through["psnr"] < 60
     assert through["accuracy"]["rotation"] == 1.0
+    landscape = result["landscape"]["sources"]
+    assert set(landscape) == set(sizes)  # rotation has one value: nothing to scan
+    assert "misplaced" in landscape["shape"] and "misplaced" not in landscape["position_x"]
+    scale = landscape["scale"]["misplaced"]
+    assert 0 <= scale["minimum_is_true"] <= 1 and 0 <= scale["descent_finds_true"] <= 1
+
+
+def _walk(row: list[float], start: int) -> int:
+    """Without ties a downhill walk keeps its first direction (towards the lower neighbour): follow it while the
+    next value is lower."""
+    steps = [d for d in (-1, 1) if 0 <= start + d < len(row) and row[start + d] < row[start]]
+    if not steps:
+        return start
+    step = min(steps, key=lambda d: row[start + d])
+    here = start + step
+    while 0 <= here + step < len(row) and row[here + step] < row[here]:
+        here += step
+    return here
+
+
+def test_descend_ends_where_a_walk_downhill_ends() -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    rng = np.random.default_rng(0)
+    losses = rng.normal(size=(200, 13)).cumsum(axis=1)  # random walks: many local minima
+    starts = rng.integers(0, 13, size=200)
+    ends = bench.descend(torch.tensor(losses), torch.tensor(starts))
+    assert ends.tolist() == [_walk(list(row), int(s)) for row, s in zip(losses, starts)]
+    valley = torch.tensor([[3.0, 2.0, 1.0, 0.0, 1.0, 0.5, 2.0]])
+    assert bench.descend(valley.repeat(3, 1), torch.tensor([0, 4, 6])).tolist() == [3, 3, 5]
+
+
+class _Wells(torch.nn.Module):
+    """Logits ``logit(p) + h(z_k)``, where ``h >= 0`` vanishes only at ``z_k = -1``: the loss grows with ``h``.
+    ``h = (z^2 - 1)^2 + 0.1 (z + 1)^2`` also has a local minimum near ``z = 0.95``; ``h = 0`` never varies."""
+
+    def __init__(self, k: int, p: float, kind: str) -> None:
+        super().__init__()
+        self.k, self.logit, self.kind = k, float(np.log(p / (1 - p))), kind
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        z = codes[:, self.k]
+        h = {"double": (z**2 - 1) ** 2 + 0.1 * (z + 1) ** 2, "flat": 0 * z, "single": (z + 1) ** 2}[self.kind]
+        return (self.logit + h)[:, None, None, None].expand(-1, 3, 4, 4)
+
+
+def _bce(q: float, p: float) -> float:
+    return -p * np.log(q) - (1 - p) * np.log(1 - q)
+
+
+@pytest.mark.parametrize("kind, minimum, descent", [("single", 1.0, 1.0), ("double", 1.0, 0.0), ("flat", None, 0.0)])
+def test_scan_source_tells_a_trap_from_a_valley(kind, minimum, descent) -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    images = torch.full((5, 4, 4, 3), 128, dtype=torch.uint8)
+    p = float((bench.as_model_input(images[:1]) + 1).flatten()[0] / 2)
+    codes = torch.zeros(5, 2)
+    truth = torch.zeros(5, dtype=torch.long)  # index 0 of two values: input -1; the wrong value's input is +1
+    result = bench.scan_source(_Wells(1, p, kind), codes, images, truth, k=1, n=2)
+    if minimum is not None:  # a flat scan has no minimum to speak of
+        assert result["minimum_is_true"] == minimum
+    assert result["descent_finds_true"] == descent
+    h_at_one = {"single": 4.0, "double": 0.4, "flat": 0.0}[kind]
+    logit = np.log(p / (1 - p))
+    expected = _bce(1 / (1 + np.exp(-(logit + h_at_one))), p) - _bce(p, p)
+    assert result["wrong_value_cost"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
+
+
+def test_misplaced_moves_each_position_one_step_inside_the_grid() -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    sources = torch.tensor([[0, 0, 2], [1, 3, 0], [2, 1, 1]])
+    moved = bench._misplaced(sources, [3, 4, 3], [1, 2])
+    assert moved.tolist() == [[0, 1, 1], [1, 2, 1], [2, 2, 2]]
+
+
+class _Hidden(torch.nn.Module):
+    """Logits ``logit(p) + (z_0 + 1)^2 relu(-z_1)``: input 0 (shape) matters only while input 1 (x) is near -1."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.logit = float(np.log(p / (1 - p)))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        h = (codes[:, 0] + 1) ** 2 * torch.relu(-codes[:, 1])
+        return (self.logit + h)[:, None, None, None].expand(-1, 3, 4, 4)
+
+
+def test_scan_landscape_scans_the_misplaced_object_with_its_position_moved() -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    images = torch.full((6, 4, 4, 3), 128, dtype=torch.uint8)
+    p = float((bench.as_model_input(images[:1]) + 1).flatten()[0] / 2)
+    sources = torch.zeros(6, 2, dtype=torch.long)  # shape 0 of 2 (input -1), x 0 of 2 (input -1)
+    result = bench.scan_landscape(images, sources, [2, 2], torch.arange(6), ["shape", "position_x"], _Hidden(p))
+    shape = result["sources"]["shape"]
+    logit = np.log(p / (1 - p))
+    placed_cost = _bce(1 / (1 + np.exp(-(logit + 4.0))), p) - _bce(p, p)
+    assert shape["placed"]["wrong_value_cost"] == pytest.approx(placed_cost, rel=1e-3)
+    assert shape["placed"]["minimum_is_true"] == 1.0
+    assert shape["misplaced"]["wrong_value_cost"] == 0.0  # x moved to +1: the shape input draws nothing
+    assert "misplaced" not in result["sources"]["position_x"]
