@@ -433,10 +433,9 @@ def _train_log_main(args: argparse.Namespace) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available here")
     if args.data == DEFAULT_DATA and not Path(args.data).exists():
-        from tripod_pl.data import generate_procedural
+        from tripod_pl.data.datamodule import generate_missing_procedural
 
-        print(f"generating {args.data} (procedural dataset)", flush=True)
-        generate_procedural(args.data)
+        generate_missing_procedural(args.data)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     # a time limit ends the log with the steps so far: SIGINT (ignored by background jobs of a non-interactive

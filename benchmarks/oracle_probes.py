@@ -14,6 +14,8 @@ tell "the networks at this size and budget cannot" from "unsupervised training d
 - ``through``: a new encoder trained through that decoder, frozen, by the reconstruction loss alone (``tanh`` of
   its outputs as the decoder's inputs): whether the reconstruction gradient leads an encoder to every source once
   the decoder draws them all (held-out PSNR, and how often each output lands on its source's true input).
+  ``--given position_x position_y`` hands it the true inputs of the sources named: whether the others are found once
+  those are right.
 - ``landscape``: the reconstruction loss of that decoder along one input at a time, the others at their true values,
   scanned on 61 points of [-1, 1] (every source's grid values among them) for 300 held-out images. Per source: how
   often the scan's minimum is the true value; how often walking downhill from a wrong grid value (a gradient
@@ -40,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tripod_pl.data.datamodule import generate_missing_procedural
 from tripod_pl.data.layout import open_hdf5, read_info
-from tripod_pl.data.prepare.procedural import generate_procedural
 from tripod_pl.data.transforms import as_model_input
 from tripod_pl.io import atomic_write_text
 from tripod_pl.metrics.reconstruction import psnr
@@ -156,25 +158,32 @@ def train_decoder(images, sources, sizes, train, held, steps, eval_every, names)
     return {"history": history, "seconds": time.perf_counter() - start}, decoder
 
 
-def train_through(images, sources, sizes, train, held, steps, eval_every, names, decoder: Decoder) -> dict:
+def train_through(images, sources, sizes, train, held, steps, eval_every, names, decoder: Decoder, given=()) -> dict:
     """A new encoder trained through the trained decoder, frozen, by the reconstruction loss alone: ``z = tanh(h)``
-    feeds the decoder's source inputs. Every ``eval_every`` steps the held-out PSNR and, per source, how often
-    ``z_k`` lands nearest the true index's input (``round((z_k + 1) (n_k - 1) / 2)``)."""
+    feeds the decoder's source inputs, except that the sources named in ``given`` get their true inputs. Every
+    ``eval_every`` steps the held-out PSNR and, per source, how often ``z_k`` lands nearest the true index's input
+    (``round((z_k + 1) (n_k - 1) / 2)``; 1 for a given source)."""
     decoder.requires_grad_(False)
     encoder = Encoder(len(sizes), widths=ENCODER_WIDTHS)
     optimizer = _optimizer(encoder)
     span, single = _grid(sizes)
+    told = torch.tensor([name in given for name in names])
+    codes = source_codes(sources, sizes)
+
+    def through(x: Tensor, rows: Tensor) -> Tensor:
+        return torch.where(told, codes[rows], torch.tanh(encoder(x)))
+
     held_images, held_sources = images[held], sources[held]
     history, start = [], time.perf_counter()
     for step in range(1, steps + 1):
         index = train[torch.randint(len(train), (BATCH,))]
         x = as_model_input(images[index])
-        loss = F.binary_cross_entropy_with_logits(decoder(torch.tanh(encoder(x))), (x + 1) / 2)
+        loss = F.binary_cross_entropy_with_logits(decoder(through(x, index)), (x + 1) / 2)
         _step(encoder, optimizer, loss)
         if step % eval_every == 0 or step == steps:
             encoder.eval()
             with torch.no_grad():
-                z = torch.cat(_in_chunks(lambda chunk: torch.tanh(encoder(as_model_input(chunk))), held_images))
+                z = torch.cat(_in_chunks(lambda rows: through(as_model_input(images[rows]), rows), held))
             nearest = torch.minimum(torch.round((z + 1) * span / 2).clamp(min=0), span)
             found = (nearest == held_sources) | single  # a one-value source has one input (0): always found
             accuracy = dict(zip(names, found.float().mean(0).tolist()))
@@ -183,7 +192,7 @@ def train_through(images, sources, sizes, train, held, steps, eval_every, names,
             history.append({"step": step, "loss": float(loss.detach()), "psnr": full, "accuracy": accuracy})
             found_text = ", ".join(f"{n} {a:.2f}" for n, a in accuracy.items())
             print(f"encoder through decoder step {step}: {full:.2f} dB; {found_text}", flush=True)
-    return {"history": history, "seconds": time.perf_counter() - start}
+    return {"history": history, "given": list(given), "seconds": time.perf_counter() - start}
 
 
 def _losses(decoder: Decoder, codes: Tensor, images: Tensor) -> Tensor:
@@ -267,9 +276,15 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/oracle_probes.json")
+    parser.add_argument("--given", nargs="*", default=[], metavar="SOURCE",
+                        help="sources whose true inputs the through probe's encoder is given")  # fmt: skip
     args = parser.parse_args()
-    info = read_info(args.path) if os.path.exists(args.path) else generate_procedural(args.path)
+    if not os.path.exists(args.path):
+        generate_missing_procedural(args.path)
+    info = read_info(args.path)
     names, sizes = info.source_names, info.source_sizes
+    if unknown := sorted(set(args.given) - set(names)):
+        parser.error(f"--given: {args.path} has no source {', '.join(unknown)} (its sources: {', '.join(names)})")
     with open_hdf5(args.path) as f:  # the whole file in memory (about 0.5 GB for the default dataset)
         images = torch.from_numpy(f["images"][:])
         sources = torch.from_numpy(f["sources"][:].astype("int64"))
@@ -288,7 +303,7 @@ def main() -> None:
     if args.probe in ("landscape", "all"):
         result["landscape"] = scan_landscape(images, sources, sizes, held, names, decoder)
     if args.probe in ("through", "all"):
-        result["through"] = train_through(*common, decoder)
+        result["through"] = train_through(*common, decoder, given=args.given)
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(f"saved {args.out}")
 

@@ -21,7 +21,7 @@ import time
 import h5py
 import numpy as np
 
-from tripod_pl.data.prepare.procedural import generate_procedural
+from tripod_pl.data.datamodule import generate_missing_procedural
 
 
 def _neg_entropy_table() -> np.ndarray:
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/source_value.json")
     args = parser.parse_args()
     if not os.path.exists(args.path):
-        generate_procedural(args.path)
+        generate_missing_procedural(args.path)
     with h5py.File(args.path, "r") as f:
         names = [str(n) for n in f.attrs["source_names"]]
         sizes = [int(s) for s in f.attrs["source_sizes"]]

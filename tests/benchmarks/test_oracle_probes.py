@@ -173,3 +173,46 @@ def test_scan_landscape_scans_the_misplaced_object_with_its_position_moved() -> 
     assert shape["placed"]["minimum_is_true"] == 1.0
     assert shape["misplaced"]["wrong_value_cost"] == 0.0  # x moved to +1: the shape input draws nothing
     assert "misplaced" not in result["sources"]["position_x"]
+
+
+class _Recording(torch.nn.Module):
+    """A stand-in decoder that keeps every batch of inputs it is given; its logits depend on all of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        self.seen.append(codes.detach().clone())
+        return codes.sum(1)[:, None, None, None].expand(-1, 3, 64, 64)
+
+
+def test_the_through_probe_hands_the_given_sources_their_true_inputs() -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 64, 64, 3), dtype=torch.uint8)
+    sources = torch.stack([torch.arange(40) % 3, torch.arange(40) % 4], dim=1)  # "a": 3 values, "b": 4
+    decoder = _Recording()
+    held = torch.arange(30, 40)
+    result = bench.train_through(images, sources, [3, 4], torch.arange(30), held, 1, 1, ["a", "b"], decoder, ["b"])
+    train_inputs, held_inputs = decoder.seen[0], decoder.seen[1]
+    grid = torch.tensor([-1, -1 / 3, 1 / 3, 1])
+    assert (train_inputs[:, 1, None] - grid).abs().min(1).values.max() < 1e-6  # a grid value in every training row
+    expected = sources[held, 1].float() / 3 * 2 - 1
+    torch.testing.assert_close(held_inputs[:, 1], expected)  # "b": the true input of each held-out image
+    assert not torch.allclose(held_inputs[:, 0], sources[held, 0].float() - 1)  # "a": the encoder's guess
+    assert result["given"] == ["b"] and result["history"][-1]["accuracy"]["b"] == 1.0
+
+
+def test_an_unknown_given_source_is_an_error_naming_the_file(tmp_path, monkeypatch, capsys) -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    data = tmp_path / "toy.h5"
+    generate_procedural(data, {"shape": 2, "scale": 2})
+    monkeypatch.setattr("sys.argv", ["oracle_probes.py", "--path", str(data), "--given", "colour", "shape"])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    assert (
+        f"--given: {data} has no source colour (its sources: background_color, object_color, shape"
+        in capsys.readouterr().err
+    )
