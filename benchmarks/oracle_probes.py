@@ -246,11 +246,18 @@ def _misplaced(sources: Tensor, sizes: list[int], columns: list[int]) -> Tensor:
     return moved
 
 
+def unscannable(sizes: list[int]) -> str | None:
+    """Why ``SCAN_POINTS`` cannot scan sources of these sizes (not every grid value among the points), or None."""
+    if (SCAN_POINTS - 1) % math.lcm(*(n - 1 for n in sizes if n > 1)):
+        return f"{SCAN_POINTS} scan points do not hold every grid value of sources sized {sizes}"
+    return None
+
+
 def scan_landscape(images, sources, sizes, held, names, decoder: Decoder) -> dict:
     """``scan_source`` for every source with more than one value, on ``SCAN_IMAGES`` held-out images; for the
     sources other than position, again with the object's inputs moved one grid step in x and y (``misplaced``)."""
-    if (SCAN_POINTS - 1) % math.lcm(*(n - 1 for n in sizes if n > 1)):
-        raise ValueError(f"{SCAN_POINTS} scan points do not hold every grid value of sources sized {sizes}")
+    if reason := unscannable(sizes):
+        raise ValueError(reason)
     decoder.eval()
     rows = held[:SCAN_IMAGES]
     scan_images, truth = images[rows], sources[rows]
@@ -285,6 +292,8 @@ def main() -> None:
     names, sizes = info.source_names, info.source_sizes
     if unknown := sorted(set(args.given) - set(names)):
         parser.error(f"--given: {args.path} has no source {', '.join(unknown)} (its sources: {', '.join(names)})")
+    if args.probe in ("landscape", "all") and (reason := unscannable(sizes)):  # before any training, not after
+        parser.error(f"--probe {args.probe}: {args.path}: {reason}")
     with open_hdf5(args.path) as f:  # the whole file in memory (about 0.5 GB for the default dataset)
         images = torch.from_numpy(f["images"][:])
         sources = torch.from_numpy(f["sources"][:].astype("int64"))

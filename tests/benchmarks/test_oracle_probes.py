@@ -216,3 +216,16 @@ def test_an_unknown_given_source_is_an_error_naming_the_file(tmp_path, monkeypat
         f"--given: {data} has no source colour (its sources: background_color, object_color, shape"
         in capsys.readouterr().err
     )
+
+
+def test_sources_the_scan_cannot_hold_are_refused_before_any_training(tmp_path, monkeypatch, capsys) -> None:
+    bench = load_script("benchmarks/oracle_probes.py")
+    data = tmp_path / "toy.h5"
+    generate_procedural(data, {"shape": 2, "scale": 8})  # 7 steps between values: 60 scan intervals do not divide
+    monkeypatch.setattr(bench, "train_encoder", lambda *args: pytest.fail("trained before the check"))
+    monkeypatch.setattr("sys.argv", ["oracle_probes.py", "--path", str(data)])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main()
+    assert exit_info.value.code == 2
+    assert "61 scan points do not hold every grid value of sources sized" in capsys.readouterr().err
+    assert bench.unscannable([4, 5, 4, 3, 6, 6, 5]) is None and bench.unscannable([1, 8]) is not None
